@@ -1,0 +1,139 @@
+"""Set up a freshly rendered benchmark: run by copier's `_tasks` after `copier copy --trust`.
+
+Runs in the new project's folder and never prompts. Each step is idempotent and skips itself
+when it has nothing to do, so running it twice is harmless:
+
+1. git: `git init` (and a local identity when none is configured);
+2. uv sync: the environment in .venv;
+3. data: convert the bundled sample to the answered data_format/data_path;
+4. the first commit (with .copier-answers.yml, which `copier update` needs);
+5. DVC (standard/maximum versioning): `dvc init`, analytics off, the default remote, `data/`
+   tracked as data.dvc, committed;
+6. `pre-commit install` (local hooks only: they work offline).
+
+A missing tool (uv, say) is reported with the command to run later, not a failed copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path.cwd()
+SAMPLE = Path("data/sample.jsonl")
+
+
+def say(message: str) -> None:
+    print(f"[copier-benchmark] {message}", flush=True)
+
+
+def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+    return subprocess.run(command, cwd=ROOT, check=check, text=True, capture_output=True, env=env, stdin=subprocess.DEVNULL)
+
+
+def uv_command() -> list[str] | None:
+    """`uv` from PATH, else the uv module of the Python running copier."""
+    if found := shutil.which("uv"):
+        return [found]
+    try:
+        import uv  # noqa: F401
+
+        return [sys.executable, "-m", "uv"]
+    except ImportError:
+        return None
+
+
+def convert_sample(config: dict) -> None:
+    """The sample ships as JSON lines; write it where and how the answers asked."""
+    target = Path(config["data"]["path"])
+    if target == SAMPLE or not SAMPLE.exists() or target.exists():
+        return
+    python = ROOT / ".venv" / "bin" / "python"
+    if python.exists():
+        run(str(python), "-m", f"{config['project']['package']}.harness", "prepare-data")
+        return
+    if target.suffix == ".parquet":
+        say("parquet needs pyarrow: run `make install` (it converts the sample)")
+        return
+    sys.path.insert(0, str(ROOT / "src" / config["project"]["package"] / "harness"))
+    try:
+        import datafiles  # the harness module is plain Python: importable on its own
+
+        datafiles.convert(SAMPLE, target)
+    finally:
+        sys.path.pop(0)
+    SAMPLE.unlink()
+    say(f"sample data written to {target}")
+
+
+def ensure_git() -> None:
+    if not shutil.which("git"):
+        say("git not found: run `git init && git add -A && git commit -m init` yourself")
+        return
+    if not (ROOT / ".git").exists():
+        run("git", "init", "--quiet", "--initial-branch=main")
+    if not run("git", "config", "user.email", check=False).stdout.strip():
+        run("git", "config", "user.email", "benchmark@localhost")
+        run("git", "config", "user.name", "benchmark")
+
+
+def commit(message: str) -> None:
+    run("git", "add", "-A")
+    if run("git", "diff", "--cached", "--quiet", check=False).returncode != 0:
+        run("git", "commit", "--quiet", "--no-verify", "-m", message)
+
+
+def setup_dvc(config: dict) -> None:
+    """DVC for data (and, after each experiment, the results database)."""
+    if config["versioning"]["level"] == "minimal":
+        return
+    dvc = shutil.which("dvc") or str(ROOT / ".venv" / "bin" / "dvc")
+    if not Path(dvc).exists():
+        say("dvc not found: `make install` then `make dvc-setup`")
+        return
+    if not (ROOT / ".dvc").exists():
+        run(dvc, "init", "--quiet")
+    run(dvc, "config", "core.analytics", "false")
+    remote = config["versioning"]["dvc_remote"]
+    if remote:
+        run(dvc, "remote", "add", "--default", "--force", "storage", remote)
+    if not (ROOT / "data.dvc").exists():
+        run(dvc, "add", "--quiet", "data")
+    commit("chore: track data/ with DVC")
+
+
+def sync_environment() -> None:
+    uv = uv_command()
+    if uv is None:
+        say("uv not found: `pip install uv`, then `make install`")
+        return
+    done = run(*uv, "sync", "--quiet", check=False)
+    if done.returncode != 0:
+        say(f"uv sync failed (run `make install` to retry):\n{done.stderr[-2000:]}")
+
+
+def install_pre_commit() -> None:
+    pre_commit = ROOT / ".venv" / "bin" / "pre-commit"
+    if pre_commit.exists() and (ROOT / ".pre-commit-config.yaml").exists() and (ROOT / ".git").exists():
+        run(str(pre_commit), "install", "--install-hooks", check=False)
+
+
+def main() -> int:
+    config = tomllib.loads((ROOT / "benchmark.toml").read_text())
+    ensure_git()
+    sync_environment()
+    convert_sample(config)
+    commit("chore: benchmark rendered by copier-benchmark")
+    setup_dvc(config)
+    install_pre_commit()
+    say("ready: `make test`, then `make experiment`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m <package>.harness ...` is the same as `bench ...`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""`bench`: the command line behind the Makefile targets.
+
+Template-owned. Never prompts: every decision is a flag, so it runs the same with no terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import metrics as metrics_mod
+from . import runner
+from .config import BenchConfig, load_config
+from .executors import EXECUTORS
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, BenchConfig], int]] = {}
+
+
+def command(name: str) -> Callable:
+    def register(func: Callable[[argparse.Namespace, BenchConfig], int]) -> Callable:
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain aligned text table (numbers to 4 decimals)."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return "" if value is None else str(value)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def metrics_columns(rows: Sequence[dict[str, Any]], cfg: BenchConfig) -> list[str]:
+    params = [k for k in rows[0] if k.startswith("params_")] if rows else []
+    chosen = [m for m in cfg.metrics if any(m in r for r in rows)]
+    return ["experiment_version", *params, "n", "n_failed", "n_cache_hits", *chosen]
+
+
+def _run_options(args: argparse.Namespace, phase: str) -> runner.RunOptions:
+    return runner.RunOptions(
+        phase=phase,
+        limit=args.limit,
+        executor=args.executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        use_cache=False if args.no_cache else None,
+        show_progress=not args.quiet,
+    )
+
+
+def run_and_report(cfg: BenchConfig, options: runner.RunOptions, db_path: Any = None) -> tuple[int, runner.RunSummary, list]:
+    """Run, log the metrics rows, print them; exit code 3 when the run stopped early."""
+    summary = runner.run(cfg, options)
+    print(
+        f"{summary.experiment_version}: {summary.tasks} tasks, {summary.computed} computed, "
+        f"{summary.cache_hits} cache hits, {summary.resumed} already recorded, {summary.errors} errors, "
+        f"{summary.retries} retries in {summary.seconds:.1f}s"
+    )
+    if summary.stopped_early:
+        print(f"STOPPED EARLY: {summary.stop_reason}. Fix predict() or the data, then re-run: "
+              "finished rows are kept.", file=sys.stderr)
+        return 3, summary, []
+    rows = metrics_mod.log_metrics(cfg, summary, db_path)
+    print(format_table(rows, metrics_columns(rows, cfg)))
+    return 0, summary, rows
+
+
+@command("experiment")
+def cmd_experiment(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """The experiment phase: the whole dataset, every configuration, recorded and versioned."""
+    code, _, _ = run_and_report(cfg, _run_options(args, "experiment"))
+    return code
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Run and log metrics only: no pre-experiment checks, no commit, no tag (tests, scripts)."""
+    options = _run_options(args, "experiment")
+    options.experiment_version = args.experiment_version
+    code, _, _ = run_and_report(cfg, options)
+    return code
+
+
+@command("dev")
+def cmd_dev(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """The development phase: a small subset into the dev database (deleted by clean-dev)."""
+    dev = cfg.for_dev()
+    options = _run_options(args, "dev")
+    options.limit = args.limit if args.limit is not None else cfg.run.dev_limit
+    code, _, _ = run_and_report(dev, options)
+    print(f"dev results in {dev.db_path.name}; `make clean-dev` deletes them")
+    return code
+
+
+@command("clean-dev")
+def cmd_clean_dev(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Delete the development database (the experiment database is never touched)."""
+    removed = [p for p in (cfg.dev_db_path, cfg.dev_db_path.with_name(cfg.dev_db_path.name + "-journal")) if p.exists()]
+    for path in removed:
+        path.unlink()
+    print(f"removed {', '.join(p.name for p in removed)}" if removed else "no dev database to remove")
+    return 0
+
+
+@command("prepare-data")
+def cmd_prepare_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Write the bundled sample (data/sample.jsonl) in the answered format at data_path."""
+    from .datafiles import convert
+
+    sample = cfg.root / "data" / "sample.jsonl"
+    if cfg.data_path.exists() or not sample.exists():
+        print(f"{cfg.data_path.relative_to(cfg.root)} is in place")
+        return 0
+    convert(sample, cfg.data_path)
+    sample.unlink()
+    print(f"sample data written to {cfg.data_path.relative_to(cfg.root)}")
+    return 0
+
+
+@command("metrics")
+def cmd_metrics(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Print the metrics table (the latest run, or --all)."""
+    from .store import Store, quote
+
+    with Store(cfg.db_path) as store:
+        if not store.has_table(cfg.metrics_table):
+            print("no metrics yet: run `make experiment`")
+            return 1
+        rows = store.query_dicts(f"SELECT * FROM {quote(cfg.metrics_table)} ORDER BY rowid")
+    if not args.all:
+        latest = rows[-1]["experiment_version"]
+        rows = [r for r in rows if r["experiment_version"] == latest]
+    print(format_table(rows, metrics_columns(rows, cfg)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("experiment", "run", "dev"):
+        p = sub.add_parser(name, help=COMMANDS[name].__doc__)
+        if name == "run":
+            p.add_argument("--experiment-version", default=None, help="label the rows (default: next e* tag)")
+        p.add_argument("--limit", type=int, default=None, help="run on the first N items only")
+        p.add_argument("--executor", choices=EXECUTORS, default=None, help="override benchmark.toml's executor")
+        p.add_argument("--workers", type=int, default=None, help="threads/processes/dask workers")
+        p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a LocalCluster)")
+        p.add_argument("--no-cache", action="store_true", help="recompute even what is cached")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("clean-dev", help=COMMANDS["clean-dev"].__doc__)
+    sub.add_parser("prepare-data", help=COMMANDS["prepare-data"].__doc__)
+    p = sub.add_parser("metrics", help=COMMANDS["metrics"].__doc__)
+    p.add_argument("--all", action="store_true", help="every run, not only the latest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = load_config()
+    return COMMANDS[args.command](args, cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,120 @@
+"""Error categories, following the guide: errors are data, recorded per row, never a crash.
+
+Template-owned. `predict()` catches its own exceptions and returns `error`/`error_type`;
+`classify_exception` gives it the category. Transient categories are retried by the runner
+with exponential backoff and jitter, and are never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import traceback
+
+API_TIMEOUT = "API_TIMEOUT"
+RATE_LIMIT = "RATE_LIMIT"
+CONNECTION_ERROR = "CONNECTION_ERROR"
+SERVER_ERROR = "SERVER_ERROR"
+MISSING_FIELD = "MISSING_FIELD"
+INVALID_VALUE = "INVALID_VALUE"
+PARSE_ERROR = "PARSE_ERROR"
+CLIENT_ERROR = "CLIENT_ERROR"
+UNKNOWN = "UNKNOWN"
+
+TRANSIENT = frozenset({API_TIMEOUT, RATE_LIMIT, CONNECTION_ERROR, SERVER_ERROR})
+ALL_CATEGORIES = (
+    API_TIMEOUT,
+    RATE_LIMIT,
+    CONNECTION_ERROR,
+    SERVER_ERROR,
+    MISSING_FIELD,
+    INVALID_VALUE,
+    PARSE_ERROR,
+    CLIENT_ERROR,
+    UNKNOWN,
+)
+
+
+class BenchmarkError(Exception):
+    """An error that already knows its category (and, for rate limits, how long to wait)."""
+
+    def __init__(self, message: str, error_type: str = UNKNOWN, retry_after: float | None = None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.retry_after = retry_after
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """HTTP status of an exception from requests/httpx/openai-style clients, if it carries one."""
+    for holder in (exc, getattr(exc, "response", None)):
+        code = getattr(holder, "status_code", None) or getattr(holder, "status", None)
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def classify_exception(exc: BaseException) -> str:
+    """Map an exception to one of the guide's categories, by type first and by name second."""
+    if isinstance(exc, BenchmarkError):
+        return exc.error_type
+    status = _status_code(exc)
+    if status is not None:
+        if status == 429:
+            return RATE_LIMIT
+        if status in (408, 504):
+            return API_TIMEOUT
+        if status >= 500:
+            return SERVER_ERROR
+        if status >= 400:
+            return CLIENT_ERROR
+    name = type(exc).__name__.lower()
+    if isinstance(exc, (TimeoutError, socket.timeout)) or "timeout" in name:
+        return API_TIMEOUT
+    if "ratelimit" in name or "toomanyrequests" in name:
+        return RATE_LIMIT
+    if isinstance(exc, ConnectionError) or "connect" in name:
+        return CONNECTION_ERROR
+    if isinstance(exc, KeyError):
+        return MISSING_FIELD
+    if isinstance(exc, json.JSONDecodeError):
+        return PARSE_ERROR
+    if isinstance(exc, (ValueError, TypeError)):
+        return INVALID_VALUE
+    return UNKNOWN
+
+
+def is_transient(error_type: str | None) -> bool:
+    """True for failures worth retrying: timeouts, rate limits, connection and 5xx errors."""
+    return error_type in TRANSIENT
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message that keeps the exception type (KeyError('x') alone says just 'x')."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """Seconds a server asked us to wait (Retry-After), when the exception carries it."""
+    if isinstance(exc, BenchmarkError) and exc.retry_after is not None:
+        return exc.retry_after
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def crash_row(item: object, exc: BaseException) -> dict:
+    """The row recorded when predict() itself raised (a contract breach, still not a crash)."""
+    input_id = item.get("input_id") if isinstance(item, dict) else None
+    return {
+        "input_id": input_id,
+        "prediction": None,
+        "raw_response": None,
+        "ground_truth": item.get("label") if isinstance(item, dict) else None,
+        "latency": None,
+        "error": describe(exc),
+        "error_type": classify_exception(exc),
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+    }

@@ -1,0 +1,145 @@
+"""Where predictions are computed: serial, threads, processes or a Dask cluster.
+
+Template-owned. Workers only compute; the main process is the single writer (runner.py). So
+every executor works with both engines, and nothing but the main process opens the database.
+
+Each task is executed by `execute_task`, which measures the call, retries transient errors with
+exponential backoff and full jitter (honouring a server's Retry-After), and turns an exception
+that escaped predict() into an error row instead of a crash.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import crash_row, is_transient, retry_after_of
+
+EXECUTORS = ("serial", "threads", "processes", "dask")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: sleep U(0, min(max, base * 2**attempt))."""
+
+    max_retries: int = 3
+    base_seconds: float = 0.5
+    max_seconds: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(self.max_seconds, max(0.0, retry_after))
+        return random.uniform(0, min(self.max_seconds, self.base_seconds * 2**attempt))
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prediction to compute: the item, its configuration and where the result goes."""
+
+    index: int
+    item: dict[str, Any]
+    params: Any
+
+
+def execute_task(predict: Callable[[dict, Any], dict], task: Task, policy: RetryPolicy) -> tuple[int, dict]:
+    """Run predict() with retries; returns (task index, result row). Never raises."""
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            result = predict(task.item, task.params)
+            if not isinstance(result, dict):
+                raise TypeError(f"predict() must return a dict, got {type(result).__name__}")
+            retry_after = result.pop("retry_after", None)
+        except Exception as exc:  # noqa: BLE001 - a bad item must not stop the run
+            result = crash_row(task.item, exc)
+            retry_after = retry_after_of(exc)
+        elapsed = time.perf_counter() - started
+        if result.get("error") and is_transient(result.get("error_type")) and attempt < policy.max_retries:
+            time.sleep(policy.delay(attempt, retry_after))
+            attempt += 1
+            continue
+        result["function_time"] = elapsed
+        result["retry_count"] = attempt
+        return task.index, result
+
+
+def _execute_chunk(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy) -> list[tuple[int, dict]]:
+    return [execute_task(predict, t, policy) for t in tasks]
+
+
+def _chunks(tasks: Sequence[Task], size: int) -> Iterator[Sequence[Task]]:
+    for start in range(0, len(tasks), size):
+        yield tasks[start : start + size]
+
+
+def run_serial(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, **_: Any) -> Iterator[tuple[int, dict]]:
+    for task in tasks:
+        yield execute_task(predict, task, policy)
+
+
+def _run_pool(pool: Executor, predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, chunk: int, in_flight: int):
+    """Submit chunks with a bounded number in flight; yield results as they complete."""
+    pending: set[Future] = set()
+    chunks = _chunks(tasks, chunk)
+    try:
+        for part in chunks:
+            pending.add(pool.submit(_execute_chunk, predict, part, policy))
+            if len(pending) >= in_flight:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield from future.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield from future.result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def run_threads(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, workers: int = 8, **_: Any):
+    """I/O-bound work (API calls): `workers` is the concurrency limit."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict") as pool:
+        yield from _run_pool(pool, predict, tasks, policy, chunk=1, in_flight=workers * 2)
+
+
+def run_processes(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, workers: int = 2, **_: Any):
+    """CPU-bound work: chunks amortise the pickling between processes."""
+    chunk = max(1, min(256, len(tasks) // (workers * 8) or 1))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from _run_pool(pool, predict, tasks, policy, chunk=chunk, in_flight=workers * 4)
+
+
+def run_dask(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, workers: int = 2, scheduler: str | None = None, **_: Any):
+    """A Dask cluster: `scheduler` is its address (tcp://host:8786); None starts a LocalCluster."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as error:  # pragma: no cover - depends on the optional extra
+        raise SystemExit("The dask executor needs `dask[distributed]`: uv add 'dask[distributed]'") from error
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        chunk = max(1, min(256, len(tasks) // (workers * 8) or 1))
+        futures = [client.submit(_execute_chunk, predict, part, policy, pure=False) for part in _chunks(tasks, chunk)]
+        for future in as_completed(futures):
+            yield from future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def get_executor(name: str) -> Callable[..., Iterator[tuple[int, dict]]]:
+    runners = {"serial": run_serial, "threads": run_threads, "processes": run_processes, "dask": run_dask}
+    if name not in runners:
+        raise SystemExit(f"Unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    return runners[name]

@@ -1,0 +1,197 @@
+"""Metrics per configuration: one row per configuration per run in the metrics table.
+
+Template-owned. Metrics are computed from the recorded predictions (the latest row per input of
+this run), never from values held in memory, so a resumed or fully cached run gives the same
+metrics as an uninterrupted one. The prediction compared with the ground truth is
+`scoring.parse_prediction(row)` (user-owned), so a change of parsing is a re-score, not a re-run.
+
+Error policy (explicit, as the peers are not): `accuracy` is over successful rows, as the guide
+computes it; `accuracy_strict` counts errors as wrong, over every row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import keys
+from .config import BenchConfig
+from .store import Store, timestamp
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that tolerates 1 vs '1' vs 1.0 (labels read back from SQLite or JSON)."""
+    if a is None or b is None:
+        return False
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a).strip() == str(b).strip()
+
+
+@dataclass
+class MetricInput:
+    """The rows of one configuration, split the way every metric needs them."""
+
+    rows: list[dict[str, Any]]
+    predictions: list[Any]
+    truths: list[Any]
+    run_seconds: float | None = None
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if not r.get("error")]
+
+    def numbers(self, column: str, computed_only: bool = False) -> np.ndarray:
+        values = [
+            r.get(column)
+            for r in self.ok
+            if isinstance(r.get(column), (int, float)) and not (computed_only and r.get("cache"))
+        ]
+        return np.asarray(values, dtype=float)
+
+
+def _ok_pairs(m: MetricInput) -> tuple[list[Any], list[Any]]:
+    pairs = [(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths) if not r.get("error")]
+    return [p for p, _ in pairs], [t for _, t in pairs]
+
+
+def accuracy(m: MetricInput) -> float | None:
+    preds, truths = _ok_pairs(m)
+    return sum(same(p, t) for p, t in zip(preds, truths)) / len(preds) if preds else None
+
+
+def accuracy_strict(m: MetricInput) -> float | None:
+    if not m.rows:
+        return None
+    correct = sum(same(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths) if not r.get("error"))
+    return correct / len(m.rows)
+
+
+def per_class(m: MetricInput) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per ground-truth class (successful rows)."""
+    preds, truths = _ok_pairs(m)
+    labels = sorted({str(t) for t in truths} | {str(p) for p in preds if p is not None})
+    table = {}
+    for label in labels:
+        tp = sum(str(p) == label and same(p, t) for p, t in zip(preds, truths))
+        fp = sum(str(p) == label and not same(p, t) for p, t in zip(preds, truths))
+        fn = sum(str(t) == label and not same(p, t) for p, t in zip(preds, truths))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        table[label] = {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+    return table
+
+
+def _macro(m: MetricInput, key: str) -> float | None:
+    classes = {k: v for k, v in per_class(m).items() if v["support"] > 0}
+    return float(np.mean([v[key] for v in classes.values()])) if classes else None
+
+
+def _percentile(q: float) -> Callable[[MetricInput], float | None]:
+    def compute(m: MetricInput) -> float | None:
+        values = m.numbers("latency")
+        return float(np.percentile(values, q)) if values.size else None
+
+    compute.__doc__ = f"p{q:g} of the latency measured inside predict() (seconds)"
+    return compute
+
+
+def latency_mean(m: MetricInput) -> float | None:
+    values = m.numbers("latency")
+    return float(values.mean()) if values.size else None
+
+
+def error_rate(m: MetricInput) -> float | None:
+    return sum(bool(r.get("error")) for r in m.rows) / len(m.rows) if m.rows else None
+
+
+def throughput(m: MetricInput) -> float | None:
+    """Rows per second of predict() time (computed rows only; cache hits cost nothing)."""
+    times = m.numbers("function_time", computed_only=True)
+    return float(times.size / times.sum()) if times.size and times.sum() > 0 else None
+
+
+METRICS: dict[str, Callable[[MetricInput], float | None]] = {
+    "accuracy": accuracy,
+    "accuracy_strict": accuracy_strict,
+    "f1_macro": lambda m: _macro(m, "f1"),
+    "precision_macro": lambda m: _macro(m, "precision"),
+    "recall_macro": lambda m: _macro(m, "recall"),
+    "latency_p50": _percentile(50),
+    "latency_p95": _percentile(95),
+    "latency_p99": _percentile(99),
+    "latency_mean": latency_mean,
+    "error_rate": error_rate,
+    "throughput": throughput,
+}
+# Computed whenever their base metric is chosen.
+COMPANIONS = {"accuracy": ("accuracy_strict",)}
+
+
+def parse_prediction_fn() -> Callable[[dict], Any]:
+    """The user's scoring.parse_prediction, or the stored prediction when there is none."""
+    try:
+        from .. import scoring
+    except ImportError:
+        return lambda row: row.get("prediction")
+    return getattr(scoring, "parse_prediction", lambda row: row.get("prediction"))
+
+
+def compute(rows: Sequence[dict[str, Any]], chosen: Sequence[str], parse: Callable[[dict], Any] | None = None) -> dict[str, Any]:
+    """Counts plus every chosen metric (unknown names are reported, not silently dropped)."""
+    parse = parse or parse_prediction_fn()
+    rows = list(rows)
+    m = MetricInput(
+        rows=rows,
+        predictions=[parse(r) if not r.get("error") else None for r in rows],
+        truths=[r.get("ground_truth") for r in rows],
+    )
+    values: dict[str, Any] = {
+        "n": len(rows),
+        "n_successful": sum(not r.get("error") for r in rows),
+        "n_failed": sum(bool(r.get("error")) for r in rows),
+        "n_cache_hits": sum(bool(r.get("cache")) for r in rows),
+    }
+    names = list(dict.fromkeys(n for name in chosen for n in (name, *COMPANIONS.get(name, ()))))
+    for name in names:
+        if name not in METRICS:
+            raise KeyError(f"unknown metric {name!r}: known metrics are {', '.join(sorted(METRICS))}")
+        value = METRICS[name](m)
+        values[name] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    if "f1_macro" in chosen:
+        values["per_class"] = json.dumps(per_class(m), sort_keys=True)
+    return values
+
+
+def log_metrics(cfg: BenchConfig, summary: Any, db_path: Any = None) -> list[dict[str, Any]]:
+    """Compute each configuration's metrics from its recorded rows and write one row each.
+
+    A metrics row already written for the same run and configuration is replaced, so a resumed
+    run still has exactly one metrics row per configuration.
+    """
+    version, phase = summary.experiment_version, summary.phase
+    parse = parse_prediction_fn()
+    written = []
+    with Store(db_path or cfg.db_path) as store:
+        for config in summary.configs:
+            cid = keys.config_id(config)
+            where = {"experiment_version": version, "phase": phase, "config_id": cid}
+            rows = store.latest_rows(cfg.predictions_table, where)
+            row = {"track_id": summary.track_ids[cid], "timestamp": timestamp()}
+            row.update({f"params_{k}": v for k, v in keys.params_dict(config).items()})
+            row["config_id"] = cid
+            row.update(compute(rows, cfg.metrics, parse))
+            row.update(summary.metadata)
+            store.delete_where(cfg.metrics_table, where)
+            store.insert(cfg.metrics_table, [row])
+            written.append(row)
+    return written

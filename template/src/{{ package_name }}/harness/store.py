@@ -1,0 +1,268 @@
+"""The results database: xetrack-compatible tables written fast by a single writer.
+
+Template-owned. The file is SQLite, exactly as xetrack writes it (its DuckDB engine ATTACHes
+SQLite too), so `xetrack.Reader`, `xt` and DuckDB read it. Rows are written here with
+`sqlite3.executemany` in batches instead of xetrack's per-row `track()` (about 1 ms a row):
+xetrack's column conventions are kept (`track_id`, `timestamp`, `function_name`,
+`function_time`, `cache`, `params_<field>`), and columns are added as new keys appear.
+
+The predictions table is also the cache: a computed, error-free row is found again by its
+`cache_key`, which is stable across processes (see keys.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
+INDEXED_COLUMNS = ("cache_key", "experiment_version", "config_id", "input_id")
+
+
+def timestamp() -> str:
+    return datetime.now().strftime(TIMESTAMP_FORMAT)
+
+
+def quote(identifier: str) -> str:
+    """Quote a table or column name for SQL (names come from answers validated as identifiers)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sql_type(value: Any) -> str:
+    """The declared type xetrack would give this value (bool is stored as INTEGER)."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return "INTEGER"
+    if isinstance(value, float):
+        return "REAL"
+    if isinstance(value, (bytes, bytearray)):
+        return "BLOB"
+    return "TEXT"
+
+
+def to_cell(value: Any) -> Any:
+    """A value SQLite stores as-is: containers become JSON text, NaN becomes NULL."""
+    if value is None or isinstance(value, (str, int, bytes)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=_json_default)
+    if hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalar
+        return to_cell(value.item())
+    if hasattr(value, "tolist"):
+        return json.dumps(value.tolist())
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+class Store:
+    """One connection to the results database; the only writer during a run."""
+
+    def __init__(self, path: Path | str, timeout: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._columns: dict[str, dict[str, str]] = {}
+
+    # -- schema -------------------------------------------------------------------------------
+    def tables(self) -> list[str]:
+        rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        return [r[0] for r in rows]
+
+    def has_table(self, table: str) -> bool:
+        return table in self.tables()
+
+    def columns(self, table: str, refresh: bool = False) -> dict[str, str]:
+        """Column name -> declared type (empty when the table does not exist)."""
+        if refresh or table not in self._columns:
+            rows = self.conn.execute(f"PRAGMA table_info({quote(table)})").fetchall()
+            self._columns[table] = {r[1]: r[2] for r in rows}
+        return self._columns[table]
+
+    def ensure_table(self, table: str) -> None:
+        """Create the table with xetrack's two base columns (no primary key: batches share timestamps)."""
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} (track_id TEXT, timestamp TEXT)")
+        self.columns(table, refresh=True)
+
+    def ensure_columns(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Add a column for every new key, typed by its first non-null value (like xetrack)."""
+        known = self.columns(table)
+        missing: dict[str, str] = {}
+        for row in rows:
+            for key, value in row.items():
+                if key in known:
+                    continue
+                if key not in missing or (missing[key] == "TEXT" and value is not None):
+                    missing[key] = "TEXT" if value is None else sql_type(value)
+        for key, dtype in missing.items():
+            self.conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(key)} {dtype}")
+        if missing:
+            self.columns(table, refresh=True)
+            self._ensure_indexes(table)
+
+    def _ensure_indexes(self, table: str) -> None:
+        for column in INDEXED_COLUMNS:
+            if column in self.columns(table):
+                name = quote(f"ix_{table}_{column}")
+                self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table)} ({quote(column)})")
+
+    def rename_column(self, table: str, old: str, new: str) -> None:
+        self.conn.execute(f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(old)} TO {quote(new)}")
+        self.columns(table, refresh=True)
+
+    # -- writing ------------------------------------------------------------------------------
+    def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert rows in one transaction; keys missing from a row are NULL."""
+        if not rows:
+            return 0
+        if table not in self._columns or not self._columns[table]:
+            self.ensure_table(table)
+        self.ensure_columns(table, rows)
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        sql = (
+            f"INSERT INTO {quote(table)} ({', '.join(quote(k) for k in keys)}) "
+            f"VALUES ({', '.join('?' for _ in keys)})"
+        )
+        values = [tuple(to_cell(row.get(k)) for k in keys) for row in rows]
+        with self.transaction():
+            self.conn.executemany(sql, values)
+        return len(values)
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    def delete_where(self, table: str, where: dict[str, Any]) -> int:
+        if not self.has_table(table) or not set(where) <= set(self.columns(table)):
+            return 0
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where)
+        with self.transaction():
+            cursor = self.conn.execute(f"DELETE FROM {quote(table)} WHERE {clause}", tuple(where.values()))
+        return cursor.rowcount
+
+    # -- cache --------------------------------------------------------------------------------
+    def _key_table(self, keys: Iterable[str]) -> None:
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_keys (cache_key TEXT PRIMARY KEY)")
+        self.conn.execute("DELETE FROM temp.wanted_keys")
+        self.conn.executemany("INSERT OR IGNORE INTO temp.wanted_keys VALUES (?)", ((k,) for k in keys))
+
+    def successful_keys(self, table: str, keys: Iterable[str], where: dict[str, Any] | None = None) -> dict[str, tuple[int, str]]:
+        """cache_key -> (rowid, track_id) of error-free computed rows among `keys` (the oldest wins)."""
+        needed = {"cache_key", "cache", "error"} | set(where or {})
+        if not self.has_table(table) or not needed <= set(self.columns(table)):
+            return {}
+        self._key_table(keys)
+        clause = "".join(f" AND t.{quote(k)} = ?" for k in (where or {}))
+        rows = self.conn.execute(
+            f"SELECT t.cache_key, MIN(t.rowid), t.track_id FROM {quote(table)} t "
+            f"JOIN temp.wanted_keys w ON w.cache_key = t.cache_key "
+            f"WHERE t.error IS NULL AND (t.cache = '' OR t.cache IS NULL){clause} GROUP BY t.cache_key",
+            tuple((where or {}).values()),
+        ).fetchall()
+        return {key: (rowid, track_id) for key, rowid, track_id in rows}
+
+    def present_keys(self, table: str, keys: Iterable[str], where: dict[str, Any]) -> set[str]:
+        """Keys that already have an error-free row (computed or cache hit) matching `where`."""
+        needed = {"cache_key", "error"} | set(where)
+        if not self.has_table(table) or not needed <= set(self.columns(table)):
+            return set()
+        self._key_table(keys)
+        clause = "".join(f" AND t.{quote(k)} = ?" for k in where)
+        rows = self.conn.execute(
+            f"SELECT DISTINCT t.cache_key FROM {quote(table)} t JOIN temp.wanted_keys w "
+            f"ON w.cache_key = t.cache_key WHERE t.error IS NULL{clause}",
+            tuple(where.values()),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def copy_cached_rows(
+        self, table: str, rowids: Sequence[int], metadata: dict[str, Any], track_ids: dict[str, str]
+    ) -> int:
+        """Log cache hits: copy computed rows with `cache` = the track_id that computed them.
+
+        One INSERT ... SELECT for all hits, so a fully cached re-run costs milliseconds.
+        `metadata` holds the columns that describe this run; `track_ids` maps config_id to this
+        run's track_id for that configuration.
+        """
+        if not rowids:
+            return 0
+        self.ensure_columns(table, [metadata])
+        fixed = {"cache", "function_time", "track_id", "timestamp", *metadata}
+        copied = [c for c in self.columns(table) if c not in fixed]
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS hit_rows (rid INTEGER PRIMARY KEY)")
+        self.conn.execute("DELETE FROM temp.hit_rows")
+        self.conn.executemany("INSERT OR IGNORE INTO temp.hit_rows VALUES (?)", ((r,) for r in rowids))
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_tracks (config_id TEXT PRIMARY KEY, track_id TEXT)")
+        self.conn.execute("DELETE FROM temp.run_tracks")
+        self.conn.executemany("INSERT INTO temp.run_tracks VALUES (?, ?)", list(track_ids.items()))
+        track_expr = "(SELECT r.track_id FROM temp.run_tracks r WHERE r.config_id = t.config_id)"
+        target = ["track_id", "timestamp", "cache", "function_time", *metadata, *copied]
+        select = [track_expr, "?", "t.track_id", "0.0", *("?" for _ in metadata), *(f"t.{quote(c)}" for c in copied)]
+        params = [timestamp(), *(to_cell(v) for v in metadata.values())]
+        sql = (
+            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in target)}) "
+            f"SELECT {', '.join(select)} FROM {quote(table)} t JOIN temp.hit_rows h ON h.rid = t.rowid "
+            f"ORDER BY t.rowid"
+        )
+        with self.transaction():
+            cursor = self.conn.execute(sql, params)
+        return cursor.rowcount
+
+    # -- reading ------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.conn.execute(sql, tuple(params)).fetchall()
+
+    def query_dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, tuple(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def latest_rows(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """The latest row per (config_id, input_id) matching `where`: one row per prediction."""
+        if not self.has_table(table):
+            return []
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        return self.query_dicts(
+            f"SELECT * FROM {quote(table)} WHERE rowid IN (SELECT MAX(rowid) FROM {quote(table)} "
+            f"WHERE {clause} GROUP BY config_id, input_id) ORDER BY rowid",
+            tuple(where.values()),
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        for attempt in range(50):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return self.conn
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 49:
+                    raise
+                time.sleep(0.1)
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
