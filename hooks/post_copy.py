@@ -6,9 +6,9 @@ when it has nothing to do, so running it twice is harmless:
 1. git: `git init` (and a local identity when none is configured);
 2. uv sync: the environment in .venv;
 3. data: convert the bundled sample to the answered data_format/data_path;
-4. the first commit (with .copier-answers.yml, which `copier update` needs);
-5. DVC (standard/maximum versioning): `dvc init`, analytics off, the default remote, `data/`
-   tracked as data.dvc, committed;
+4. DVC (standard/maximum versioning): `dvc init`, analytics off, the default remote, `data/`
+   tracked as data.dvc (before the first commit, so git never holds the data);
+5. the first commit (with .copier-answers.yml, which `copier update` needs);
 6. `pre-commit install` (local hooks only: they work offline).
 
 A missing tool (uv, say) is reported with the command to run later, not a failed copy.
@@ -33,7 +33,10 @@ def say(message: str) -> None:
 
 def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
-    return subprocess.run(command, cwd=ROOT, check=check, text=True, capture_output=True, env=env, stdin=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=env, stdin=subprocess.DEVNULL)
+    if check and done.returncode != 0:
+        raise SystemExit(f"[copier-benchmark] `{' '.join(command)}` failed:\n{done.stdout}{done.stderr}")
+    return done
 
 
 def uv_command() -> list[str] | None:
@@ -103,8 +106,8 @@ def setup_dvc(config: dict) -> None:
     if remote:
         run(dvc, "remote", "add", "--default", "--force", "storage", remote)
     if not (ROOT / "data.dvc").exists():
+        run("git", "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "data")
         run(dvc, "add", "--quiet", "data")
-    commit("chore: track data/ with DVC")
 
 
 def sync_environment() -> None:
@@ -128,8 +131,8 @@ def main() -> int:
     ensure_git()
     sync_environment()
     convert_sample(config)
-    commit("chore: benchmark rendered by copier-benchmark")
     setup_dvc(config)
+    commit("chore: benchmark rendered by copier-benchmark")
     install_pre_commit()
     say("ready: `make test`, then `make experiment`")
     return 0
