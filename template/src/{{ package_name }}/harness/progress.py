@@ -31,6 +31,11 @@ class Progress:
         self.started = time.perf_counter()
         self._last_render = 0.0
 
+    def skip(self, count: int, cache_hits: int = 0) -> None:
+        """Rows that needed no computation (resumed or cache hits): not part of the rate."""
+        self.skipped += count
+        self.update(done=count, cache_hits=cache_hits)
+
     def update(self, done: int = 0, errors: int = 0, cache_hits: int = 0) -> None:
         self.done += done
         self.errors += errors
@@ -42,7 +47,7 @@ class Progress:
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.skipped) / elapsed if elapsed > 0 else 0.0
         remaining = (self.total - self.done) / rate if rate > 0 else 0.0
         share = self.done / self.total if self.total else 1.0
         bar = "#" * int(share * 24)

@@ -188,7 +188,7 @@ def run(
 
         progress = Progress(len(planned), label=f"{version} {phase}") if options.show_progress else None
         if progress:
-            progress.update(done=summary.resumed)
+            progress.skip(summary.resumed)
 
         if use_cache and todo:
             hits = store.successful_keys(table, [p.key for p in todo])
@@ -198,7 +198,7 @@ def run(
                 )
                 todo = [p for p in todo if p.key not in hits]
                 if progress:
-                    progress.update(done=summary.cache_hits, cache_hits=summary.cache_hits)
+                    progress.skip(summary.cache_hits, cache_hits=summary.cache_hits)
 
         _compute(cfg, options, store, table, todo, predict_fn, code, meta, summary, progress)
         if progress:

@@ -1,0 +1,37 @@
+# copier-benchmark: the template's own tasks. Needs only python3 and pip on a fresh machine.
+VENV := $(CURDIR)/.venv
+UV := $(VENV)/bin/uv
+PY := $(VENV)/bin/python
+DEMO ?= $(CURDIR)/demo
+export PATH := $(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint benchmark clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet uv
+
+install: $(UV) ## the development environment (.venv): copier, pytest, xetrack, ...
+	$(UV) sync --quiet
+
+demo: install ## render the template with defaults into ./demo and run its experiment
+	rm -rf $(DEMO)
+	$(VENV)/bin/copier copy --trust --defaults --vcs-ref HEAD $(CURDIR) $(DEMO)
+	$(MAKE) -C $(DEMO) experiment
+
+test: install ## the whole test suite (renders answer sets and runs what they generate)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff on the template repository and the rendered harness
+	$(VENV)/bin/ruff check .
+
+benchmark: install ## performance figures (ratios measured in one run)
+	$(PY) benchmarks/run_all.py
+
+clean: ## remove the environment and the demo
+	rm -rf $(VENV) $(DEMO)
