@@ -28,7 +28,9 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def render(destination: Path, answers: dict[str, Any] | None = None, *, tasks: bool = True, vcs_ref: str = "HEAD") -> Path:
+def render(
+    destination: Path, answers: dict[str, Any] | None = None, *, tasks: bool = True, vcs_ref: str = "HEAD"
+) -> Path:
     """Render the working tree of this template (uncommitted changes included) into `destination`."""
     run_copy(
         str(TEMPLATE),
@@ -43,13 +45,22 @@ def render(destination: Path, answers: dict[str, Any] | None = None, *, tasks: b
     return destination
 
 
-def run(project: Path, *command: str, check: bool = True, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
+def run(
+    project: Path, *command: str, check: bool = True, timeout: float = 900, **env: str
+) -> subprocess.CompletedProcess:
     """Run a command in a generated project with no terminal; fail with its output on error."""
     done = subprocess.run(
-        command, cwd=project, env=project_env(**env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        command,
+        cwd=project,
+        env=project_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if check and done.returncode != 0:
-        pytest.fail(f"`{' '.join(command)}` exited {done.returncode}\n--- stdout\n{done.stdout[-6000:]}\n--- stderr\n{done.stderr[-6000:]}")
+        output = f"--- stdout\n{done.stdout[-6000:]}\n--- stderr\n{done.stderr[-6000:]}"
+        pytest.fail(f"`{' '.join(command)}` exited {done.returncode}\n{output}")
     return done
 
 

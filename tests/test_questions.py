@@ -6,11 +6,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TEMPLATE
 from copier import run_copy
 
-from conftest import TEMPLATE
-
-ALLOWED_KEYS = {"type", "help", "default", "choices", "multiselect", "when", "validator", "secret", "placeholder", "multiline", "qmark"}
+ALLOWED_KEYS = {
+    "type",
+    "help",
+    "default",
+    "choices",
+    "multiselect",
+    "when",
+    "validator",
+    "secret",
+    "placeholder",
+    "multiline",
+    "qmark",
+}
 
 BAD_ANSWERS = [
     ({"project_name": "9lives"}, "project_name must start with a letter"),
@@ -25,12 +36,18 @@ BAD_ANSWERS = [
     ({"params": []}, "params must declare at least one parameter"),
     ({"params": [{"name": "class", "type": "str", "default": "x"}]}, "'class' is a Python keyword"),
     ({"params": [{"name": "Lr", "type": "float", "default": 0.1}]}, "name 'Lr' must be a lowercase Python identifier"),
-    ({"params": [{"name": "tags", "type": "list", "default": []}]}, "type 'list' is not allowed: use an immutable type"),
+    (
+        {"params": [{"name": "tags", "type": "list", "default": []}]},
+        "type 'list' is not allowed: use an immutable type",
+    ),
     ({"params": [{"name": "lr", "type": "float"}]}, "params 'lr': a default is required"),
     ({"params": [{"name": "lr", "type": "float", "default": "fast"}]}, "params 'lr': default fast is not a number"),
     ({"params": [{"name": "k", "type": "int", "default": 1.5}]}, "params 'k': default 1.5 is not an int"),
     ({"params": [{"name": "flag", "type": "bool", "default": "yes"}]}, "params 'flag': default yes is not a bool"),
-    ({"params": [{"name": "lr", "type": "float", "default": 0.1, "digits": -1}]}, "digits must be an integer from 0 to 15"),
+    (
+        {"params": [{"name": "lr", "type": "float", "default": 0.1, "digits": -1}]},
+        "digits must be an integer from 0 to 15",
+    ),
     (
         {"params": [{"name": "a", "type": "int", "default": 1}, {"name": "a", "type": "int", "default": 2}]},
         "name 'a' is declared twice",
@@ -52,8 +69,17 @@ BAD_ANSWERS = [
 @pytest.mark.parametrize(("answers", "message"), BAD_ANSWERS, ids=[m for _, m in BAD_ANSWERS])
 def test_an_invalid_answer_is_refused_with_its_message(tmp_path: Path, answers: dict, message: str) -> None:
     with pytest.raises(ValueError) as refused:
-        run_copy(str(TEMPLATE), str(tmp_path / "p"), data=answers, defaults=True, unsafe=True, vcs_ref="HEAD",
-                 quiet=True, skip_tasks=True, pretend=True)
+        run_copy(
+            str(TEMPLATE),
+            str(tmp_path / "p"),
+            data=answers,
+            defaults=True,
+            unsafe=True,
+            vcs_ref="HEAD",
+            quiet=True,
+            skip_tasks=True,
+            pretend=True,
+        )
     assert message in str(refused.value)
     assert not (tmp_path / "p").exists()
 
@@ -61,12 +87,23 @@ def test_an_invalid_answer_is_refused_with_its_message(tmp_path: Path, answers: 
 @pytest.mark.parametrize("choice", ["engine", "versioning", "data_format", "kind", "data_size"])
 def test_a_choice_outside_the_list_is_refused(tmp_path: Path, choice: str) -> None:
     with pytest.raises(ValueError, match="Invalid choice"):
-        run_copy(str(TEMPLATE), str(tmp_path / "p"), data={choice: "nonsense"}, defaults=True, unsafe=True,
-                 vcs_ref="HEAD", quiet=True, skip_tasks=True, pretend=True)
+        run_copy(
+            str(TEMPLATE),
+            str(tmp_path / "p"),
+            data={choice: "nonsense"},
+            defaults=True,
+            unsafe=True,
+            vcs_ref="HEAD",
+            quiet=True,
+            skip_tasks=True,
+            pretend=True,
+        )
 
 
 def test_the_defaults_are_valid(tmp_path: Path) -> None:
-    run_copy(str(TEMPLATE), str(tmp_path / "p"), defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True, skip_tasks=True)
+    run_copy(
+        str(TEMPLATE), str(tmp_path / "p"), defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True, skip_tasks=True
+    )
     assert (tmp_path / "p" / "benchmark.toml").is_file()
 
 

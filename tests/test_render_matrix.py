@@ -14,9 +14,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import TEMPLATE, make, project_env, run
 from xetrack import Reader
-
-from conftest import TEMPLATE, project_env, make, run
 
 ANSWER_SETS = {
     "duckdb-serial-standard": {},
@@ -40,8 +39,12 @@ ANSWER_SETS = {
         "use_cache": True,
         "log_system_params": True,
         "params": [
-            {"name": "model_name", "type": "str", "default": "logistic_regression",
-             "values": ["logistic_regression", "most_frequent"]},
+            {
+                "name": "model_name",
+                "type": "str",
+                "default": "logistic_regression",
+                "values": ["logistic_regression", "most_frequent"],
+            },
             {"name": "regularization", "type": "float", "default": 0.123456, "digits": 2, "values": [0.5, 2.0]},
             {"name": "seed", "type": "int", "default": 7},
         ],
@@ -77,8 +80,14 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
     make(project, "experiment")
     engine = cfg["database"]["engine"]
     if engine == "duckdb":
-        run(project, "uv", "run", "python", "-c",
-            f"from {cfg['project']['package']}.harness.duck import ensure_sqlite_extension as e; e()")
+        run(
+            project,
+            "uv",
+            "run",
+            "python",
+            "-c",
+            f"from {cfg['project']['package']}.harness.duck import ensure_sqlite_extension as e; e()",
+        )
     table = Reader(str(db), engine=engine, table=preds).to_df()
     computed = table[table["cache"] == ""]
     n_configs = table["config_id"].nunique()
@@ -104,8 +113,13 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
 def test_the_demo_command_works_from_the_cli(tmp_path: Path) -> None:
     """Acceptance: `copier copy --trust --defaults <template> X && make -C X experiment`."""
     target = tmp_path / "X"
-    done = subprocess.run(["copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", str(TEMPLATE), str(target)],
-                          env=project_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", str(TEMPLATE), str(target)],
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     experiment = make(target, "experiment")
     assert "accuracy" in experiment.stdout

@@ -31,7 +31,7 @@ def main() -> None:
     with out.open("w") as f:
         for i in range(len(y)):
             item = {"input_id": f"wine-{i:03d}", "split": "train" if i in train else "test"}
-            item.update({name: float(v) for name, v in zip(wine.feature_names, x[i])})
+            item.update({name: float(v) for name, v in zip(wine.feature_names, x[i], strict=False)})
             item.update(label=int(y[i]), difficulty=str(difficulty[i]))
             f.write(json.dumps(item) + "\n")
     print(f"wrote {out} ({len(y)} items)")
