@@ -124,3 +124,16 @@ def test_the_demo_command_works_from_the_cli(tmp_path: Path) -> None:
     experiment = make(target, "experiment")
     assert "accuracy" in experiment.stdout
     assert json.loads(json.dumps(config_of(target)))["database"]["engine"] == "duckdb"
+
+
+@pytest.mark.slow
+def test_dev_phase_writes_a_subset_to_its_own_database_and_clean_dev_deletes_it(rendered) -> None:
+    project = rendered("duckdb-serial-standard", ANSWER_SETS["duckdb-serial-standard"])
+    cfg = config_of(project)
+    dev_db = project / cfg["database"]["dev_path"]
+    make(project, "dev", ARGS="--limit 5")
+    rows = count(dev_db, f"SELECT COUNT(*) FROM \"{cfg['database']['predictions_table']}\" WHERE phase = 'dev'")
+    configurations = count(dev_db, f'SELECT COUNT(DISTINCT config_id) FROM "{cfg["database"]["metrics_table"]}"')
+    assert rows == 5 * configurations
+    make(project, "clean-dev")
+    assert not dev_db.exists()

@@ -1,0 +1,64 @@
+"""What copier renders, before anything runs: complete, fully rendered, valid Python.
+
+Renders without tasks (no git, no uv) so these checks take a second.
+"""
+
+from __future__ import annotations
+
+import py_compile
+import re
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE, render
+
+JINJA = re.compile(r"\{\{|\{%|\{#")
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(tmp_path_factory.mktemp("static") / "p", tasks=False)
+
+
+def test_no_unrendered_jinja_is_left(plain: Path) -> None:
+    leftovers = [
+        str(path.relative_to(plain))
+        for path in plain.rglob("*")
+        if path.is_file() and JINJA.search(path.read_text(encoding="utf-8", errors="ignore"))
+    ]
+    assert leftovers == []
+
+
+def test_kind_sources_are_included_verbatim() -> None:
+    """kinds/ files are pulled in with {% include %}: any Jinja delimiter in them would be rendered."""
+    offenders = [
+        str(path.relative_to(TEMPLATE))
+        for path in (TEMPLATE / "kinds").rglob("*")
+        if path.is_file() and JINJA.search(path.read_text(encoding="utf-8", errors="ignore"))
+    ]
+    assert offenders == []
+
+
+def test_the_layout_separates_user_code_from_the_harness(plain: Path) -> None:
+    package = plain / "src" / "my_benchmark"
+    for user_file in ("params.py", "predict.py", "data.py", "scoring.py"):
+        assert (package / user_file).is_file()
+    for harness_file in ("runner.py", "store.py", "keys.py", "metrics.py", "cli.py", "config.py"):
+        assert (package / "harness" / harness_file).is_file()
+    for top in ("benchmark.toml", "EXPERIMENT_PLAN.md", "Makefile", "harness.mk", "README.md", ".copier-answers.yml"):
+        assert (plain / top).is_file(), top
+
+
+def test_every_python_file_compiles(plain: Path) -> None:
+    for path in plain.rglob("*.py"):
+        py_compile.compile(str(path), doraise=True)
+
+
+def test_the_params_dataclass_is_frozen_slotted_and_rounds_floats(plain: Path) -> None:
+    namespace: dict = {}
+    exec(compile((plain / "src" / "my_benchmark" / "params.py").read_text(), "params.py", "exec"), namespace)
+    params = namespace["Params"](regularization=0.123456789)
+    assert params.regularization == 0.1235
+    assert not hasattr(params, "__dict__"), "slots=True"
+    assert len(namespace["grid"]()) == 3
+    assert hash(namespace["Params"]()) == hash(namespace["Params"](regularization=1.00000001))
