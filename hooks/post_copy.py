@@ -54,6 +54,12 @@ def uv_command() -> list[str] | None:
 def convert_sample(config: dict) -> None:
     """The sample ships as JSON lines; write it where and how the answers asked."""
     target = Path(config["data"]["path"])
+    if target != SAMPLE and target.exists() and is_bundled_sample(config):
+        # `copier recopy` re-renders the seed sample (data/** is only skipped when it exists):
+        # the converted data is there already, and an identical copy of the seed is no loss.
+        SAMPLE.unlink()
+        say(f"{SAMPLE} removed: re-rendered by a recopy, {target} holds the data")
+        return
     if target == SAMPLE or not SAMPLE.exists() or target.exists():
         return
     python = ROOT / ".venv" / "bin" / "python"
@@ -72,6 +78,19 @@ def convert_sample(config: dict) -> None:
         sys.path.pop(0)
     SAMPLE.unlink()
     say(f"sample data written to {target}")
+
+
+def is_bundled_sample(config: dict) -> bool:
+    """Whether data/sample.jsonl is byte for byte the kind's bundled sample (never the user's data)."""
+    bundled = Path(__file__).resolve().parents[1] / "kinds" / config["project"]["kind"] / "sample.jsonl"
+    return SAMPLE.is_file() and bundled.is_file() and SAMPLE.read_bytes() == bundled.read_bytes()
+
+
+def has_commits() -> bool:
+    """A repository with a HEAD: this is `copier recopy` (or a copy into an existing project)."""
+    if not shutil.which("git") or not (ROOT / ".git").exists():
+        return False
+    return run("git", "rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode == 0
 
 
 def ensure_git() -> None:
@@ -129,10 +148,14 @@ def install_pre_commit() -> None:
 def main() -> int:
     config = tomllib.loads((ROOT / "benchmark.toml").read_text())
     ensure_git()
+    first_copy = not has_commits()
     sync_environment()
     convert_sample(config)
     setup_dvc(config)
-    commit("chore: benchmark rendered by copier-benchmark")
+    if first_copy:
+        commit("chore: benchmark rendered by copier-benchmark")
+    else:  # recopy: it overwrote template-owned files, the user reviews that before committing
+        say("the project had commits: nothing committed; review `git status` / `git diff`, then commit")
     install_pre_commit()
     say("ready: `make test`, then `make experiment`")
     return 0

@@ -120,7 +120,192 @@ def throughput(m: MetricInput) -> float | None:
     return float(times.size / times.sum()) if times.size and times.sum() > 0 else None
 
 
+# -- kind-specific metrics (the `kind` answer decides which ones may be chosen: copier.yml) ----------
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a stored cell (SQLite may hand back text), else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A list from a stored cell: lists are stored as JSON text, a single value is a list of one."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return [value]
+        return parsed if isinstance(parsed, list) else [parsed]
+    return [value]
+
+
+def _regression_pairs(m: MetricInput) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) values of the successful rows where both are numbers."""
+    pairs = [
+        (p, t)
+        for r, p, t in zip(m.rows, m.predictions, m.truths, strict=True)
+        if not r.get("error") and _number(p) is not None and _number(t) is not None
+    ]
+    return np.asarray([_number(p) for p, _ in pairs]), np.asarray([_number(t) for _, t in pairs])
+
+
+def mae(m: MetricInput) -> float | None:
+    """Mean absolute error over successful rows (the target's unit)."""
+    predicted, true = _regression_pairs(m)
+    return float(np.abs(predicted - true).mean()) if predicted.size else None
+
+
+def rmse(m: MetricInput) -> float | None:
+    """Root mean squared error over successful rows: punishes large misses more than MAE."""
+    predicted, true = _regression_pairs(m)
+    return float(np.sqrt(((predicted - true) ** 2).mean())) if predicted.size else None
+
+
+def r2(m: MetricInput) -> float | None:
+    """Coefficient of determination: 0 is the mean of these targets, 1 is perfect, < 0 is worse."""
+    predicted, true = _regression_pairs(m)
+    if predicted.size < 2:
+        return None
+    total = float(((true - true.mean()) ** 2).sum())
+    return 1.0 - float(((true - predicted) ** 2).sum()) / total if total > 0 else None
+
+
+def prediction_std(m: MetricInput) -> float | None:
+    """Mean of the per-row `prediction_std` (a model's own uncertainty; None when it has none)."""
+    values = m.numbers("prediction_std")
+    return float(values.mean()) if values.size else None
+
+
+def _retrieval(m: MetricInput) -> list[tuple[list[str], set[str]]]:
+    """(ranked document ids, relevant ids) of each successful row with a ground truth."""
+    pairs = []
+    for r, ranking, truth in zip(m.rows, m.predictions, m.truths, strict=True):
+        relevant = {str(t) for t in _as_list(truth)}
+        if not r.get("error") and relevant:
+            pairs.append(([str(d) for d in _as_list(ranking)], relevant))
+    return pairs
+
+
+def _recall_at(k: int) -> Callable[[MetricInput], float | None]:
+    def compute(m: MetricInput) -> float | None:
+        pairs = _retrieval(m)
+        if not pairs:
+            return None
+        return float(np.mean([len(set(ranked[:k]) & relevant) / len(relevant) for ranked, relevant in pairs]))
+
+    compute.__doc__ = f"share of the relevant documents found in the top {k}, averaged over queries"
+    return compute
+
+
+def mrr(m: MetricInput) -> float | None:
+    """Mean reciprocal rank of the first relevant document (0 when it was not retrieved)."""
+    pairs = _retrieval(m)
+    if not pairs:
+        return None
+    ranks = [next((1.0 / (i + 1) for i, d in enumerate(ranked) if d in relevant), 0.0) for ranked, relevant in pairs]
+    return float(np.mean(ranks))
+
+
+def _column_sum(m: MetricInput, column: str, computed_only: bool = False) -> float | None:
+    """Sum of a numeric column over every row (a failed call can still have cost tokens)."""
+    values = [_number(r.get(column)) for r in m.rows if not (computed_only and r.get("cache"))]
+    numbers = [v for v in values if v is not None]
+    return float(sum(numbers)) if numbers else None
+
+
+def total_cost(m: MetricInput) -> float | None:
+    """USD of these results (cost_usd per row, priced from the run's pricing snapshot), cache hits included."""
+    return _column_sum(m, "cost_usd")
+
+
+def cost_spent(m: MetricInput) -> float | None:
+    """USD spent by this run: computed rows only (a cache hit costs nothing)."""
+    if not any(_number(r.get("cost_usd")) is not None for r in m.rows):
+        return None
+    return _column_sum(m, "cost_usd", computed_only=True) or 0.0
+
+
+def cost_per_item(m: MetricInput) -> float | None:
+    costs = [_number(r.get("cost_usd")) for r in m.rows if _number(r.get("cost_usd")) is not None]
+    return float(sum(costs) / len(costs)) if costs else None
+
+
+def cost_per_correct(m: MetricInput) -> float | None:
+    """Total cost divided by the correct answers (None when nothing was correct)."""
+    cost = total_cost(m)
+    correct = sum(same(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths, strict=True) if not r.get("error"))
+    return cost / correct if cost is not None and correct else None
+
+
+def _request_latencies(m: MetricInput) -> np.ndarray:
+    """Every request's latency of the load bursts (the `request_latencies` JSON lists), pooled."""
+    values = [_number(v) for r in m.ok for v in _as_list(r.get("request_latencies"))]
+    return np.asarray([v for v in values if v is not None], dtype=float)
+
+
+def _request_percentile(q: float) -> Callable[[MetricInput], float | None]:
+    def compute(m: MetricInput) -> float | None:
+        values = _request_latencies(m)
+        return float(np.percentile(values, q)) if values.size else None
+
+    compute.__doc__ = f"p{q:g} of every request's latency under load (seconds, numpy 'linear')"
+    return compute
+
+
+def requests_per_second(m: MetricInput) -> float | None:
+    """Successful requests divided by the wall time of the bursts that sent them."""
+    done, seconds = m.numbers("requests_ok"), m.numbers("burst_seconds")
+    return float(done.sum() / seconds.sum()) if done.size and seconds.size and seconds.sum() > 0 else None
+
+
+def request_error_rate(m: MetricInput) -> float | None:
+    """Failed requests over sent requests, across every burst."""
+    failed, total = m.numbers("requests_failed"), m.numbers("requests_total")
+    return float(failed.sum() / total.sum()) if total.size and total.sum() > 0 else None
+
+
+def _column_mean(column: str, doc: str) -> Callable[[MetricInput], float | None]:
+    def compute(m: MetricInput) -> float | None:
+        values = m.numbers(column)
+        return float(values.mean()) if values.size else None
+
+    compute.__doc__ = doc
+    return compute
+
+
 METRICS: dict[str, Callable[[MetricInput], float | None]] = {
+    "mae": mae,
+    "rmse": rmse,
+    "r2": r2,
+    "prediction_std": prediction_std,
+    "recall_at_1": _recall_at(1),
+    "recall_at_5": _recall_at(5),
+    "recall_at_10": _recall_at(10),
+    "mrr": mrr,
+    "total_cost": total_cost,
+    "cost_spent": cost_spent,
+    "cost_per_item": cost_per_item,
+    "cost_per_correct": cost_per_correct,
+    "prompt_tokens": lambda m: _column_sum(m, "prompt_tokens"),
+    "completion_tokens": lambda m: _column_sum(m, "completion_tokens"),
+    "total_tokens": lambda m: _column_sum(m, "total_tokens"),
+    "requests_per_second": requests_per_second,
+    "request_latency_p50": _request_percentile(50),
+    "request_latency_p95": _request_percentile(95),
+    "request_latency_p99": _request_percentile(99),
+    "request_error_rate": request_error_rate,
+    "cpu_percent": _column_mean("cpu", "mean CPU % of the benchmark's process tree (run.log_system_params)"),
+    "memory_percent": _column_mean("p_memory_percent", "mean memory % of the benchmark's process tree"),
     "accuracy": accuracy,
     "accuracy_strict": accuracy_strict,
     "f1_macro": lambda m: _macro(m, "f1"),
@@ -134,7 +319,7 @@ METRICS: dict[str, Callable[[MetricInput], float | None]] = {
     "throughput": throughput,
 }
 # Computed whenever their base metric is chosen.
-COMPANIONS = {"accuracy": ("accuracy_strict",)}
+COMPANIONS = {"accuracy": ("accuracy_strict",), "total_cost": ("cost_spent",)}
 
 
 def parse_prediction_fn() -> Callable[[dict], Any]:

@@ -18,15 +18,29 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
-INDEXED_COLUMNS = ("cache_key", "experiment_version", "config_id", "input_id")
+# Indexes by the columns they need: the cache looks rows up by key; resume, metrics and
+# retry-errors read one experiment version. Every index slows each insert, so there are two.
+INDEXES: dict[str, tuple[str, ...]] = {
+    "cache_key": ("cache_key",),
+    "version": ("experiment_version", "config_id", "input_id"),
+}
+# Cell types SQLite binds as they are (NaN floats are stored as NULL by SQLite itself).
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def timestamp() -> str:
-    return datetime.now().strftime(TIMESTAMP_FORMAT)
+    """Now, in xetrack's format (isoformat: the same text, several times faster than strftime)."""
+    return datetime.now().isoformat(sep=" ", timespec="microseconds")
+
+
+def history_table(table: str) -> str:
+    """Where error rows go when they are recomputed (resume or retry-errors): nothing is lost."""
+    return f"{table}_error_history"
 
 
 def quote(identifier: str) -> str:
@@ -64,6 +78,22 @@ def _json_default(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
+def to_tuples(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[tuple]:
+    """Rows as tuples in `keys` order, converting only the columns that hold non-plain values.
+
+    Columnar on purpose: `map`/`zip` run in C, and `to_cell` is called only for the cells of a
+    column that holds a list, a dict or a numpy value, instead of for every cell of every row.
+    """
+    values = [tuple(map(row.get, keys)) for row in rows]
+    columns = list(zip(*values))
+    converted = False
+    for index, column in enumerate(columns):
+        if not set(map(type, column)) <= _PLAIN:
+            columns[index] = tuple(map(to_cell, column))
+            converted = True
+    return list(zip(*columns)) if converted else values
+
+
 class Store:
     """One connection to the results database; the only writer during a run."""
 
@@ -72,6 +102,8 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        # Key lists for cache look-ups live in memory, not in a temporary file.
+        self.conn.execute("PRAGMA temp_store=MEMORY")
         self._columns: dict[str, dict[str, str]] = {}
 
     # -- schema -------------------------------------------------------------------------------
@@ -97,13 +129,13 @@ class Store:
     def ensure_columns(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Add a column for every new key, typed by its first non-null value (like xetrack)."""
         known = self.columns(table)
+        new = [k for k in dict.fromkeys(chain.from_iterable(rows)) if k not in known]
+        if not new:  # the usual case: one pass over the keys, in C
+            return
         missing: dict[str, str] = {}
-        for row in rows:
-            for key, value in row.items():
-                if key in known:
-                    continue
-                if key not in missing or (missing[key] == "TEXT" and value is not None):
-                    missing[key] = "TEXT" if value is None else sql_type(value)
+        for key in new:
+            value = next((row[key] for row in rows if row.get(key) is not None), None)
+            missing[key] = "TEXT" if value is None else sql_type(value)
         for key, dtype in missing.items():
             self.conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(key)} {dtype}")
         if missing:
@@ -111,10 +143,12 @@ class Store:
             self._ensure_indexes(table)
 
     def _ensure_indexes(self, table: str) -> None:
-        for column in INDEXED_COLUMNS:
-            if column in self.columns(table):
-                name = quote(f"ix_{table}_{column}")
-                self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table)} ({quote(column)})")
+        known = self.columns(table)
+        for suffix, columns in INDEXES.items():
+            if set(columns) <= set(known):
+                name = quote(f"ix_{table}_{suffix}")
+                listed = ", ".join(quote(c) for c in columns)
+                self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table)} ({listed})")
 
     def rename_column(self, table: str, old: str, new: str) -> None:
         self.conn.execute(f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(old)} TO {quote(new)}")
@@ -128,15 +162,39 @@ class Store:
         if table not in self._columns or not self._columns[table]:
             self.ensure_table(table)
         self.ensure_columns(table, rows)
-        keys = list(dict.fromkeys(k for row in rows for k in row))
-        sql = (
+        keys = list(dict.fromkeys(chain.from_iterable(rows)))
+        values = to_tuples(rows, keys)
+        with self.transaction():
+            self.conn.executemany(self._insert_sql(table, keys), values)
+        return len(values)
+
+    def _insert_sql(self, table: str, keys: Sequence[str]) -> str:
+        return (
             f"INSERT INTO {quote(table)} ({', '.join(quote(k) for k in keys)}) "
             f"VALUES ({', '.join('?' for _ in keys)})"
         )
-        values = [tuple(to_cell(row.get(k)) for k in keys) for row in rows]
+
+    def move_rows(self, table: str, target: str, rowids: Sequence[int], extra: dict[str, Any]) -> int:
+        """Move rows to `target` (adding `extra` columns) and delete them here, in one transaction.
+
+        Used for error rows about to be recomputed: the predictions table keeps one row per
+        (input, configuration) of a version, and the errors stay queryable in `target`.
+        """
+        if not rowids:
+            return 0
+        rows = []
+        for start in range(0, len(rowids), 500):
+            part = list(rowids[start : start + 500])
+            marks = ", ".join("?" for _ in part)
+            rows += self.query_dicts(f"SELECT * FROM {quote(table)} WHERE rowid IN ({marks})", part)
+        rows = [{**row, **extra} for row in rows]
+        self.ensure_table(target)
+        self.ensure_columns(target, rows)
+        keys = list(dict.fromkeys(chain.from_iterable(rows)))
         with self.transaction():
-            self.conn.executemany(sql, values)
-        return len(values)
+            self.conn.executemany(self._insert_sql(target, keys), to_tuples(rows, keys))
+            self.conn.executemany(f"DELETE FROM {quote(table)} WHERE rowid = ?", ((r,) for r in rowids))
+        return len(rows)
 
     def transaction(self) -> _Transaction:
         return _Transaction(self.conn)
@@ -151,9 +209,16 @@ class Store:
 
     # -- cache --------------------------------------------------------------------------------
     def _key_table(self, keys: Iterable[str]) -> None:
+        """Load `keys` into an in-memory temp table (one transaction: not one commit per key)."""
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_keys (cache_key TEXT PRIMARY KEY)")
-        self.conn.execute("DELETE FROM temp.wanted_keys")
-        self.conn.executemany("INSERT OR IGNORE INTO temp.wanted_keys VALUES (?)", ((k,) for k in keys))
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.execute("DELETE FROM temp.wanted_keys")
+            self.conn.executemany("INSERT OR IGNORE INTO temp.wanted_keys VALUES (?)", ((k,) for k in keys))
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def successful_keys(self, table: str, keys: Iterable[str], where: dict[str, Any] | None = None) -> dict[str, tuple[int, str]]:
         """cache_key -> (rowid, track_id) of error-free computed rows among `keys` (the oldest wins)."""
@@ -170,19 +235,21 @@ class Store:
         ).fetchall()
         return {key: (rowid, track_id) for key, rowid, track_id in rows}
 
-    def present_keys(self, table: str, keys: Iterable[str], where: dict[str, Any]) -> set[str]:
-        """Keys that already have an error-free row (computed or cache hit) matching `where`."""
-        needed = {"cache_key", "error"} | set(where)
+    def recorded(self, table: str, where: dict[str, Any]) -> list[tuple[int, str, str, str, bool]]:
+        """(rowid, cache_key, config_id, input_id, failed) of every row matching `where`.
+
+        Reads one experiment version through its index: empty for a new run, the rows already
+        written for a resumed one.
+        """
+        needed = {"cache_key", "config_id", "input_id", "error"} | set(where)
         if not self.has_table(table) or not needed <= set(self.columns(table)):
-            return set()
-        self._key_table(keys)
-        clause = "".join(f" AND t.{quote(k)} = ?" for k in where)
+            return []
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
         rows = self.conn.execute(
-            f"SELECT DISTINCT t.cache_key FROM {quote(table)} t JOIN temp.wanted_keys w "
-            f"ON w.cache_key = t.cache_key WHERE t.error IS NULL{clause}",
+            f"SELECT rowid, cache_key, config_id, input_id, error IS NOT NULL FROM {quote(table)} WHERE {clause}",
             tuple(where.values()),
         ).fetchall()
-        return {r[0] for r in rows}
+        return [(rowid, key, cid, str(iid), bool(failed)) for rowid, key, cid, iid, failed in rows]
 
     def copy_cached_rows(
         self, table: str, rowids: Sequence[int], metadata: dict[str, Any], track_ids: dict[str, str]
@@ -199,11 +266,7 @@ class Store:
         fixed = {"cache", "function_time", "track_id", "timestamp", *metadata}
         copied = [c for c in self.columns(table) if c not in fixed]
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS hit_rows (rid INTEGER PRIMARY KEY)")
-        self.conn.execute("DELETE FROM temp.hit_rows")
-        self.conn.executemany("INSERT OR IGNORE INTO temp.hit_rows VALUES (?)", ((r,) for r in rowids))
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_tracks (config_id TEXT PRIMARY KEY, track_id TEXT)")
-        self.conn.execute("DELETE FROM temp.run_tracks")
-        self.conn.executemany("INSERT INTO temp.run_tracks VALUES (?, ?)", list(track_ids.items()))
         track_expr = "(SELECT r.track_id FROM temp.run_tracks r WHERE r.config_id = t.config_id)"
         target = ["track_id", "timestamp", "cache", "function_time", *metadata, *copied]
         select = [track_expr, "?", "t.track_id", "0.0", *("?" for _ in metadata), *(f"t.{quote(c)}" for c in copied)]
@@ -214,6 +277,10 @@ class Store:
             f"ORDER BY t.rowid"
         )
         with self.transaction():
+            self.conn.execute("DELETE FROM temp.hit_rows")
+            self.conn.executemany("INSERT OR IGNORE INTO temp.hit_rows VALUES (?)", ((r,) for r in rowids))
+            self.conn.execute("DELETE FROM temp.run_tracks")
+            self.conn.executemany("INSERT INTO temp.run_tracks VALUES (?, ?)", list(track_ids.items()))
             cursor = self.conn.execute(sql, params)
         return cursor.rowcount
 

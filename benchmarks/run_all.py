@@ -1,0 +1,253 @@
+"""Performance of the generated harness, printed as ratios measured in one run (issue 4).
+
+    .venv/bin/python benchmarks/run_all.py          # or: make benchmark
+
+What it does, so the figures can be trusted:
+
+1. renders this template (working tree, uncommitted changes included) with copier into a
+   temporary folder, without the post-copy tasks (no `uv sync`: the template's own .venv already
+   has the harness's dependencies);
+2. replaces the user-owned files, as a user would, with a benchmark workload: `data.py` yields
+   N synthetic items, `predict.py` is trivial (or sleeps 50 ms to simulate an API), `params.py`
+   has one configuration;
+3. imports the *rendered* harness from that folder and times `runner.run()` (planning, cache
+   look-up, execution and recording: the whole run, progress accounting included) against
+   xetrack's per-row pattern from the guide and raw `sqlite3.executemany` of the same rows.
+
+Imports and interpreter start-up are excluded from every timing (each side is warmed up once).
+The guide's per-row pattern costs about 1 ms a row, so it is timed on fewer rows and reported as
+a rate; so is the 50 ms serial API run. Timings are not assertions: the script prints the
+targets and whether they were met, and exits 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+PACKAGE = "perfbench"
+
+DATA_PY = '''
+"""Synthetic items for the harness benchmark (N from $PERF_ITEMS)."""
+import os
+
+
+def load_items(limit=None):
+    n = int(os.environ.get("PERF_ITEMS", "20000"))
+    n = n if limit is None else min(n, limit)
+    return [{"input_id": i, "text": f"item {i}", "label": i % 3} for i in range(n)]
+'''
+
+PARAMS_PY = '''
+"""One configuration: the benchmark measures the harness, not a grid."""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    model_name: str = "trivial"
+    temperature: float = 0.0
+
+
+def grid():
+    return [Params()]
+'''
+
+PREDICT_PY = '''
+"""A trivial predict (recording throughput) or a 50 ms sleep (a simulated API call)."""
+import time
+
+PREDICT_VERSION = "perf-1"
+API_LATENCY = 0.0  # the benchmark sets 0.05 for the simulated API
+
+
+def predict(item, params):
+    started = time.perf_counter()
+    if API_LATENCY:
+        time.sleep(API_LATENCY)
+    return {
+        "input_id": item["input_id"],
+        "prediction": item["label"],
+        "raw_response": "ok",
+        "ground_truth": item["label"],
+        "latency": time.perf_counter() - started,
+        "error": None,
+        "error_type": None,
+    }
+'''
+
+
+def render(destination: Path) -> Path:
+    """Render the template's working tree with defaults, then install the benchmark workload."""
+    from copier import run_copy
+
+    run_copy(
+        str(TEMPLATE),
+        str(destination),
+        data={"package_name": PACKAGE, "project_name": "perfbench", "engine": "sqlite"},
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        quiet=True,
+        skip_tasks=True,
+    )
+    package = destination / "src" / PACKAGE
+    for name, text in (("data.py", DATA_PY), ("params.py", PARAMS_PY), ("predict.py", PREDICT_PY)):
+        (package / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return destination
+
+
+class Harness:
+    """The rendered harness, imported from the rendered project (BENCH_ROOT points at it)."""
+
+    def __init__(self, project: Path, work: Path):
+        os.environ["BENCH_ROOT"] = str(project)
+        sys.path.insert(0, str(project / "src"))
+        self.work = work
+        self.config = importlib.import_module(f"{PACKAGE}.harness.config")
+        self.runner = importlib.import_module(f"{PACKAGE}.harness.runner")
+        self.predict = importlib.import_module(f"{PACKAGE}.predict")
+        self.params = importlib.import_module(f"{PACKAGE}.params")
+        self.data = importlib.import_module(f"{PACKAGE}.data")
+
+    def cfg(self, db: str, **run: Any):
+        import dataclasses
+
+        cfg = self.config.load_config()
+        return dataclasses.replace(cfg, db_path=self.work / db, run=dataclasses.replace(cfg.run, **run))
+
+    def run(self, db: str, version: str, executor: str = "serial", workers: int | None = None, **run: Any):
+        """Time one `runner.run()`; returns (seconds, summary)."""
+        options = self.runner.RunOptions(
+            experiment_version=version, executor=executor, workers=workers, show_progress=True
+        )
+        cfg = self.cfg(db, **run)
+        started = time.perf_counter()
+        summary = self.runner.run(cfg, options)
+        return time.perf_counter() - started, summary
+
+
+def guide_pattern(h: Harness, n: int, db: Path, cache: Path) -> tuple[float, float]:
+    """Rows/s of the guide's `Tracker(..., cache=dir).track(predict, args=[item, params])` per row.
+
+    Returns (first run, re-run) rates; the re-run uses a new Tracker on the same database and
+    cache directory, as a restarted script would.
+    """
+    from xetrack import Tracker
+
+    os.environ["PERF_ITEMS"] = str(n)
+    items = h.data.load_items()
+    params = h.params.grid()[0]
+    rates = []
+    for _ in range(2):
+        tracker = Tracker(str(db), cache=str(cache), warnings=False)
+        started = time.perf_counter()
+        for item in items:
+            tracker.track(h.predict.predict, args=[item, params])
+        rates.append(len(items) / (time.perf_counter() - started))
+    return rates[0], rates[1]
+
+
+def raw_executemany(source: Path, table: str, version: str) -> tuple[float, int]:
+    """Rows/s of one `executemany` of exactly the rows the harness recorded, into a fresh table."""
+    with sqlite3.connect(source) as con:
+        schema = con.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+        cursor = con.execute(f'SELECT * FROM "{table}" WHERE experiment_version = ?', (version,))
+        columns = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    target = source.with_name("raw.db")
+    target.unlink(missing_ok=True)
+    con = sqlite3.connect(target)
+    con.execute(schema)
+    sql = f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES ({", ".join("?" for _ in columns)})'
+    started = time.perf_counter()
+    con.executemany(sql, rows)
+    con.commit()
+    seconds = time.perf_counter() - started
+    con.close()
+    return len(rows) / seconds, len(columns)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000, help="rows of the recording benchmark")
+    parser.add_argument("--guide-rows", type=int, default=2_000, help="rows timed with the guide's per-row pattern")
+    parser.add_argument("--api-rows", type=int, default=2_000, help="rows of the simulated API run (threads)")
+    parser.add_argument("--api-serial-rows", type=int, default=200, help="rows of the serial simulated API run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="harness-bench-"))
+    results: list[tuple[str, float, float]] = []
+    try:
+        print(f"rendering the template into {work} ...", flush=True)
+        project = render(work / "project")
+        h = Harness(project, work)
+        table = h.config.load_config().predictions_table
+
+        # Warm-up: imports (xetrack, pandas) and first-call costs, on both sides.
+        os.environ["PERF_ITEMS"] = "200"
+        h.run("warmup.db", "w1")
+        guide_pattern(h, 50, work / "guide-warmup.db", work / "guide-warmup-cache")
+
+        guide_first, guide_rerun = guide_pattern(h, args.guide_rows, work / "guide.db", work / "guide-cache")
+        print(f"guide per-row pattern ({args.guide_rows:,} rows): {guide_first:,.0f} rows/s, "
+              f"re-run {guide_rerun:,.0f} rows/s")
+
+        os.environ["PERF_ITEMS"] = str(args.rows)
+        seconds, summary = h.run("bench.db", "b1")
+        assert summary.computed == args.rows, summary
+        harness_rate = args.rows / seconds
+        raw_rate, width = raw_executemany(work / "bench.db", table, "b1")
+        print(f"harness serial run ({args.rows:,} rows, {width} columns): {seconds:.3f}s = {harness_rate:,.0f} rows/s; "
+              f"raw executemany of the same rows: {raw_rate:,.0f} rows/s")
+        results.append(("recording vs guide per-row", harness_rate / guide_first, 50.0))
+        results.append(("recording vs raw executemany", harness_rate / raw_rate, 0.40))
+
+        seconds, summary = h.run("bench.db", "b2")
+        assert summary.cache_hits == args.rows and summary.computed == 0, summary
+        cached_rate = args.rows / seconds
+        print(f"fully cached re-run ({args.rows:,} rows): {seconds:.3f}s = {cached_rate:,.0f} rows/s")
+        results.append(("cached re-run vs guide re-run", cached_rate / guide_rerun, 100.0))
+
+        h.predict.API_LATENCY = 0.05  # read by predict() at each call
+        os.environ["PERF_ITEMS"] = str(args.api_serial_rows)
+        seconds, summary = h.run("api-serial.db", "s1", cache=False)
+        serial_rate = summary.computed / seconds
+        os.environ["PERF_ITEMS"] = str(args.api_rows)
+        seconds, summary = h.run("api-threads.db", "t1", executor="threads", workers=32, cache=False)
+        threads_rate = summary.computed / seconds
+        print(f"simulated API, 50 ms: serial ({args.api_serial_rows:,} rows) {serial_rate:,.1f} rows/s, "
+              f"threads x32 ({args.api_rows:,} rows) {threads_rate:,.1f} rows/s")
+        results.append(("API threads x32 vs serial", threads_rate / serial_rate, 20.0))
+        h.predict.API_LATENCY = 0.0
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    print(f"{'measure':<32} {'ratio':>10} {'target':>8}  met")
+    failed = 0
+    for name, ratio, target in results:
+        met = ratio >= target
+        failed += not met
+        shown = f"{ratio:.0%}" if target < 1 else f"{ratio:,.1f}x"
+        goal = f"{target:.0%}" if target < 1 else f"{target:g}x"
+        print(f"{name:<32} {shown:>10} {goal:>8}  {'yes' if met else 'NO'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

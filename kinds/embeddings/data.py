@@ -1,0 +1,34 @@
+"""Loading the dataset. YOURS: point it at your data.
+
+The bundled sample is a small retrieval set written for this template: 30 short factual
+documents (science, geography, history, technology, health, food) and 30 queries, each
+paraphrasing one document with few shared words, so that matching meaning beats matching
+words. The queries are the items benchmarked; the documents are the corpus every query is
+ranked against. Every item needs a unique, stable `input_id`; a query lists its `relevant`
+document ids.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from .harness.config import load_config
+from .harness.datafiles import read_records
+
+
+@lru_cache(maxsize=1)
+def _records() -> tuple[dict[str, Any], ...]:
+    return tuple(read_records(load_config().data_path))
+
+
+def load_items(limit: int | None = None) -> list[dict[str, Any]]:
+    """The queries to benchmark, in a stable order."""
+    items = [dict(r) for r in _records() if r.get("record", "query") == "query"]
+    return items[:limit] if limit is not None else items
+
+
+@lru_cache(maxsize=1)
+def load_corpus() -> tuple[tuple[str, str], ...]:
+    """(document id, text) of every document a query is ranked against."""
+    return tuple((str(r["input_id"]), str(r["text"])) for r in _records() if r.get("record") == "document")

@@ -1,0 +1,157 @@
+"""Migrations between template versions: run by copier's `_migrations` during `copier update --trust`.
+
+Why this exists: `copier update` matches things by name. When a release renames an answer, the
+saved answer under the old name is ignored and the question silently falls back to its default;
+when a release moves a user-owned file (one in `_skip_if_exists`), the new template renders a
+fresh copy at the new path and the user's edited file at the old path is deleted as "dropped by
+the template". A migration that runs *before* the update (copier reloads the answers file after
+before-migrations) renames the answer and moves the file, so the update then sees the user's
+answer and the user's file under their new names.
+
+Plain Python (standard library only; it runs with the Python that runs copier) and idempotent:
+every operation checks the current state first and does nothing when it is already done, so a
+migration that runs twice, or on a project created after the rename, changes nothing.
+
+Usage, from copier.yml (the working directory is the project):
+
+    _migrations:
+      - version: "0.3.0"          # runs when updating from < 0.3.0 to >= 0.3.0
+        when: "{{ _stage == 'before' }}"
+        command: ["{{ _copier_python }}", "{{ _copier_conf.src_path }}/migrations/migrate.py",
+                  "rename-answer", "old_name", "new_name"]
+
+    migrate.py rename-answer OLD NEW     the key OLD of .copier-answers.yml becomes NEW
+    migrate.py move OLD_PATH NEW_PATH    a file or folder moves (`git mv` when git tracks it)
+
+Paths may contain `{package_name}` (or any other answer in braces), read from the answers file,
+so a migration can move `src/{package_name}/old.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ANSWERS_FILE = Path(".copier-answers.yml")
+# A top-level YAML key as copier's `to_nice_yaml` writes it: `name:` at column 0.
+TOP_LEVEL_KEY = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?=\s|$)")
+
+
+def say(message: str) -> None:
+    """Print with the same prefix as the copy hook, so users can tell our lines from copier's."""
+    stage = os.environ.get("STAGE", "manual")
+    print(f"[copier-benchmark migration, {stage}] {message}", flush=True)
+
+
+def top_level_keys(lines: Sequence[str]) -> dict[str, int]:
+    """Index of every top-level key line of a YAML mapping file."""
+    return {m["key"]: i for i, line in enumerate(lines) if (m := TOP_LEVEL_KEY.match(line))}
+
+
+def block_end(lines: Sequence[str], start: int) -> int:
+    """End (exclusive) of the YAML block that starts at `start`: up to the next top-level key."""
+    end = start + 1
+    while end < len(lines) and not TOP_LEVEL_KEY.match(lines[end]) and not lines[end].startswith("#"):
+        end += 1
+    return end
+
+
+def rename_answer(old: str, new: str, answers_file: Path = ANSWERS_FILE) -> bool:
+    """Rename a saved answer; return whether the file changed.
+
+    Text-based on purpose: it keeps the file as copier wrote it (comments, order, quoting) and
+    needs no YAML library. When both keys exist (the rename was already done, or the user answered
+    the new question), the new one wins and the old one is dropped.
+    """
+    if not answers_file.exists():
+        say(f"{answers_file} not found: nothing to rename")
+        return False
+    lines = answers_file.read_text().splitlines(keepends=True)
+    keys = top_level_keys(lines)
+    if old not in keys:
+        say(f"answer {old!r}: not in {answers_file} (already renamed, or never answered)")
+        return False
+    start = keys[old]
+    if new in keys:
+        del lines[start : block_end(lines, start)]
+        say(f"answer {old!r}: dropped, {new!r} is already answered")
+    else:
+        lines[start] = new + lines[start][len(old) :]
+        say(f"answer {old!r} renamed to {new!r}")
+    answers_file.write_text("".join(lines))
+    return True
+
+
+def answers(answers_file: Path = ANSWERS_FILE) -> dict[str, str]:
+    """The scalar answers (`key: value` on one line), to expand `{package_name}` in paths."""
+    if not answers_file.exists():
+        return {}
+    found: dict[str, str] = {}
+    for line in answers_file.read_text().splitlines():
+        if (m := TOP_LEVEL_KEY.match(line)) and (value := line[m.end() :].strip()):
+            found[m["key"]] = value.strip("'\"")
+    return found
+
+
+def expand(path: str, answers_file: Path = ANSWERS_FILE) -> Path:
+    """`src/{package_name}/x.py` with the project's answers filled in."""
+    try:
+        return Path(path.format(**answers(answers_file)))
+    except KeyError as missing:
+        raise SystemExit(f"migrate.py: {path!r} needs the answer {missing}, not in {answers_file}") from None
+
+
+def git_tracks(path: Path) -> bool:
+    """Whether git tracks `path` (a file, or any file in a folder)."""
+    if shutil.which("git") is None or not Path(".git").exists():
+        return False
+    done = subprocess.run(["git", "ls-files", "--", str(path)], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+def move(old: Path, new: Path) -> bool:
+    """Move a file or folder; return whether anything moved.
+
+    `git mv` when git tracks it: copier computes the user's changes from the git index, so a
+    move that only touched the disk would look like "old path deleted" to the update.
+    """
+    if not old.exists():
+        say(f"{old}: not found (already moved, or deleted by you): nothing to move")
+        return False
+    if new.exists():
+        say(f"{new} exists already: {old} left in place for you to merge by hand")
+        return False
+    new.parent.mkdir(parents=True, exist_ok=True)
+    if git_tracks(old):
+        subprocess.run(["git", "mv", "--", str(old), str(new)], check=True)
+    else:
+        old.rename(new)
+    say(f"moved {old} to {new}")
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="operation", required=True)
+    rename = sub.add_parser("rename-answer", help="rename a saved answer in .copier-answers.yml")
+    rename.add_argument("old")
+    rename.add_argument("new")
+    moving = sub.add_parser("move", help="move a file or folder (paths may use {package_name})")
+    moving.add_argument("old")
+    moving.add_argument("new")
+    args = parser.parse_args(argv)
+    if args.operation == "rename-answer":
+        rename_answer(args.old, args.new)
+    else:
+        move(expand(args.old), expand(args.new))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Statistics for the report: confidence intervals, paired tests, multiple comparisons, Pareto.
+
+Template-owned. Plain numpy (no scipy in the generated project), and every method is chosen so it
+still runs in seconds on a million rows:
+
+* proportions (accuracy, error rate): the Wilson score interval, which stays inside [0, 1] and
+  keeps its coverage at small n and near 0 or 1, unlike p ± 1.96·SE;
+* a paired binary difference (configuration A right, B wrong, ...): resampling input_ids with
+  replacement is exactly a multinomial draw over the four outcome counts, so the paired bootstrap
+  costs B draws of 3 numbers whatever n is (same distribution as resampling rows, same seed rule);
+* a metric computed from a confusion table (macro F1, precision, recall): likewise a multinomial
+  draw over the table's cells;
+* a mean of a continuous value (latency, cost): a percentile bootstrap over the values when
+  n <= BOOTSTRAP_MAX_N, and above that the bootstrap's own large-n limit, mean ± z·sd/√n (the
+  bootstrap distribution of a mean has exactly variance sd²/n and is normal at that size);
+* a quantile (latency p50/p95/p99): the distribution-free order-statistic interval from the
+  binomial distribution of the number of values below the quantile (no resampling at all);
+* McNemar's exact test (binomial with p = 1/2 on the discordant pairs) and Holm's step-down
+  correction across the pairs.
+
+Every random draw uses a fixed seed (SEED), so a report is reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+SEED = 20240617
+BOOTSTRAP_B = 10_000
+BOOTSTRAP_MAX_N = 50_000
+Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
+PERCENTILE_METHOD = "linear"  # numpy's default interpolation, stated in the report
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval for successes/n; None when n is 0 (no estimate, no interval)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def binom_pmf(n: int, p: float) -> np.ndarray:
+    """P(X = k) for k = 0..n, X ~ Binomial(n, p), computed in log space (stable for n = 10^6)."""
+    if n == 0:
+        return np.ones(1)
+    if p <= 0.0 or p >= 1.0:
+        pmf = np.zeros(n + 1)
+        pmf[0 if p <= 0.0 else n] = 1.0
+        return pmf
+    k = np.arange(n, dtype=float)
+    # log C(n, k+1) - log C(n, k) = log((n - k) / (k + 1)): a cumulative sum gives log C(n, k).
+    log_comb = np.concatenate(([0.0], np.cumsum(np.log((n - k) / (k + 1)))))
+    ks = np.arange(n + 1, dtype=float)
+    log_pmf = log_comb + ks * math.log(p) + (n - ks) * math.log1p(-p)
+    pmf = np.exp(log_pmf - log_pmf.max())
+    return pmf / pmf.sum()
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return float(min(1.0, binom_pmf(n, p)[: k + 1].sum()))
+
+
+def binom_ppf(q: float, n: int, p: float) -> int:
+    """The smallest k with P(X <= k) >= q (scipy's binom.ppf convention)."""
+    cdf = np.cumsum(binom_pmf(n, p))
+    # A tiny tolerance so that a cdf equal to q up to rounding counts as reaching it.
+    return int(min(n, np.searchsorted(cdf, q - 1e-12, side="left")))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: 2·P(X <= min(b, c)), X ~ Bin(b + c, 1/2), capped at 1."""
+    if b + c == 0:
+        return 1.0
+    return min(1.0, 2.0 * binom_cdf(min(b, c), b + c, 0.5))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (same order as given), monotone and capped at 1."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def percentile(values: np.ndarray, q: float) -> float | None:
+    """The q-th percentile (numpy 'linear' interpolation), None for no values."""
+    return float(np.percentile(values, q, method=PERCENTILE_METHOD)) if values.size else None
+
+
+def quantile_ci(values: np.ndarray, q: float, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free interval for the q-quantile (0 < q < 1) from order statistics.
+
+    The number of values below the true quantile is Binomial(n, q); with l = ppf(α/2) and
+    u = ppf(1 - α/2) + 1 (1-based ranks, clipped to 1..n), [x_(l), x_(u)] covers the quantile
+    with probability >= 1 - α (up to the clipping at the ends, flagged by `quantile_ci_reliable`).
+    """
+    n = int(values.size)
+    if n == 0:
+        return None
+    alpha = 1 - confidence
+    lower = max(1, binom_ppf(alpha / 2, n, q))
+    upper = min(n, binom_ppf(1 - alpha / 2, n, q) + 1)
+    ordered = np.partition(values, sorted({lower - 1, upper - 1}))
+    return float(ordered[lower - 1]), float(ordered[upper - 1])
+
+
+def quantile_ci_reliable(n: int, q: float) -> bool:
+    """Whether a q-quantile interval is informative: at least 10 values expected above it.
+
+    Below that (n·(1-q) < 10, e.g. p99 with fewer than 1,000 values) the upper end of the
+    interval is pinned at the largest values; the report flags such cells instead of hiding them.
+    """
+    return n * (1 - q) >= 10
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, b: int = BOOTSTRAP_B, seed: int = SEED, confidence: float = 0.95
+) -> tuple[tuple[float, float] | None, str]:
+    """Percentile bootstrap interval of the mean, or its large-n normal limit (see module doc)."""
+    n = int(values.size)
+    if n == 0:
+        return None, "none"
+    if n == 1:
+        return (float(values[0]), float(values[0])), "bootstrap"
+    tail = (1 - confidence) / 2 * 100
+    if n <= BOOTSTRAP_MAX_N:
+        rng = np.random.default_rng(seed)
+        means = np.empty(b)
+        chunk = max(1, 2_000_000 // n)  # bounded memory: at most ~2M indices at a time
+        for start in range(0, b, chunk):
+            stop = min(b, start + chunk)
+            index = rng.integers(0, n, size=(stop - start, n))
+            means[start:stop] = values[index].mean(axis=1)
+        low, high = np.percentile(means, [tail, 100 - tail])
+        return (float(low), float(high)), "bootstrap"
+    mean, sd = float(values.mean()), float(values.std())  # plug-in sd, as the bootstrap uses
+    half = Z95 * sd / math.sqrt(n)
+    return (mean - half, mean + half), "bootstrap (large-n normal limit)"
+
+
+def paired_binary_bootstrap(
+    both: int, only_a: int, only_b: int, neither: int, b: int = BOOTSTRAP_B, seed: int = SEED
+) -> tuple[float, tuple[float, float], float]:
+    """Paired bootstrap of accuracy(A) - accuracy(B) over shared inputs.
+
+    Resampling the n shared input_ids with replacement draws the four outcome counts from
+    Multinomial(n, observed shares): identical in distribution to resampling rows, at O(B) cost.
+    Returns (difference, 95% percentile interval, bootstrap two-sided p = 2·min(P*(Δ<=0), P*(Δ>=0))).
+    """
+    n = both + only_a + only_b + neither
+    if n == 0:
+        return 0.0, (0.0, 0.0), 1.0
+    rng = np.random.default_rng(seed)
+    shares = np.array([only_a, only_b, both + neither], dtype=float) / n
+    draws = rng.multinomial(n, shares, size=b)
+    deltas = (draws[:, 0] - draws[:, 1]) / n
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    p = min(1.0, 2.0 * min(float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0))))
+    return (only_a - only_b) / n, (float(low), float(high)), p
+
+
+def macro_scores(cells: np.ndarray, truth: np.ndarray, pred: np.ndarray, correct: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
+    """Macro precision, recall and F1 from cell counts, vectorised over replicates.
+
+    `cells` is (replicates, n_cells) counts; each cell c has a truth label index, a predicted
+    label index and whether it counts as correct (metrics.same). Mirrors metrics.per_class: a class
+    is averaged when its support (tp + fn) is positive; an empty precision or recall is 0.
+    """
+    cells = np.atleast_2d(cells).astype(float)
+    reps = cells.shape[0]
+    tp = np.zeros((reps, n_labels))
+    fp = np.zeros((reps, n_labels))
+    fn = np.zeros((reps, n_labels))
+    for index in range(cells.shape[1]):
+        count = cells[:, index]
+        if correct[index]:
+            tp[:, pred[index]] += count
+        else:
+            if pred[index] >= 0:
+                fp[:, pred[index]] += count
+            fn[:, truth[index]] += count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    support = tp + fn
+    used = support > 0
+    counted = used.sum(axis=1)
+    out = {}
+    for name, table in (("precision_macro", precision), ("recall_macro", recall), ("f1_macro", f1)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[name] = np.where(counted > 0, (table * used).sum(axis=1) / np.maximum(counted, 1), np.nan)
+    return out
+
+
+def multinomial_bootstrap(
+    counts: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], b: int = 2_000, seed: int = SEED
+) -> tuple[float, float] | None:
+    """Percentile interval of statistic(cell counts) when the rows behind the counts are resampled."""
+    n = int(counts.sum())
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, counts / n, size=b)
+    values = statistic(draws)
+    values = values[~np.isnan(values)]
+    if not values.size:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def bootstrap_statistic(
+    n: int, statistic: Callable[[np.ndarray], float | None], b: int = 200, seed: int = SEED
+) -> tuple[float, float] | None:
+    """Percentile interval of statistic(resampled row indices): the generic (slow) fallback."""
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(b):
+        value = statistic(rng.integers(0, n, size=n))
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            values.append(float(value))
+    if not values:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def pareto_front(quality: Sequence[float | None], cost: Sequence[float | None]) -> list[bool]:
+    """Which points are non-dominated: higher quality is better, lower cost is better.
+
+    X dominates Y when X is at least as good on both and strictly better on one. Points with a
+    missing coordinate are never on the front.
+    """
+    points = list(zip(quality, cost))
+    front = []
+    for i, (q, c) in enumerate(points):
+        if q is None or c is None:
+            front.append(False)
+            continue
+        dominated = any(
+            j != i and q2 is not None and c2 is not None and q2 >= q and c2 <= c and (q2 > q or c2 < c)
+            for j, (q2, c2) in enumerate(points)
+        )
+        front.append(not dominated)
+    return front
