@@ -7,7 +7,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint benchmark clean
+.PHONY: help install demo test lint benchmark benchmark-scale clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ lint: install ## ruff on the template repository and the rendered harness
 
 benchmark: install ## performance figures (ratios measured in one run)
 	$(PY) benchmarks/run_all.py
+
+benchmark-scale: install ## make report on 1,000,000 prediction rows: seconds and peak memory
+	$(PY) benchmarks/scale_report.py
 
 clean: ## remove the environment and the demo
 	rm -rf $(VENV) $(DEMO)

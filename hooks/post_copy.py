@@ -81,9 +81,14 @@ def convert_sample(config: dict) -> None:
 
 
 def is_bundled_sample(config: dict) -> bool:
-    """Whether data/sample.jsonl is byte for byte the kind's bundled sample (never the user's data)."""
+    """Whether data/sample.jsonl is the kind's bundled sample (never the user's data).
+
+    Byte for byte but for trailing newlines: the render adds one to the included file.
+    """
     bundled = Path(__file__).resolve().parents[1] / "kinds" / config["project"]["kind"] / "sample.jsonl"
-    return SAMPLE.is_file() and bundled.is_file() and SAMPLE.read_bytes() == bundled.read_bytes()
+    if not (SAMPLE.is_file() and bundled.is_file()):
+        return False
+    return SAMPLE.read_bytes().rstrip(b"\n") == bundled.read_bytes().rstrip(b"\n")
 
 
 def has_commits() -> bool:

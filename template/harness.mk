@@ -11,8 +11,9 @@ ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-install: ## create .venv with everything (uv sync)
+install: ## create .venv with everything (uv sync) and install the pre-commit hooks
 	$(UV) sync --quiet
+	@if [ -d .git ] && [ -f .pre-commit-config.yaml ]; then $(RUN) pre-commit install >/dev/null && echo "pre-commit hooks installed"; fi
 
 test: ## the generated tests: predict contract, cache, end-to-end run
 	$(RUN) pytest
@@ -23,8 +24,71 @@ dev: ## development phase: a small subset into the dev database
 clean-dev: ## delete the development database
 	$(BENCH) clean-dev
 
-experiment: ## experiment phase: the whole benchmark, every configuration
-	$(BENCH) experiment $(ARGS)
+experiment: ## experiment phase: preflight, run, metrics, commit + tag e0.0.N (MESSAGE="...", ARGS=--allow-dirty)
+	$(BENCH) experiment --message "$${MESSAGE:-}" $(ARGS)
+
+.PHONY: experiments preflight check-schema reproduce push dvc-setup
+experiments: ## list the experiments: tags e0.0.N with their messages
+	$(BENCH) experiments
+
+preflight: ## pre-experiment validation only: schema drift, code changes, uncommitted work
+	$(BENCH) preflight $(ARGS)
+
+comma := ,
+check-schema: ## params.py vs the recorded columns; RENAME=old=new[,old=new] renames columns in place
+	$(BENCH) check-schema $(foreach r,$(subst $(comma), ,$(RENAME)),--rename $(r))
+
+reproduce: ## check out TAG=e0.0.N and restore its data and results database (DVC)
+	@test -n "$(TAG)" || { echo "usage: make reproduce TAG=e0.0.1 (make experiments lists the tags)" >&2; exit 2; }
+	$(BENCH) reproduce "$(TAG)"
+
+push: ## push data and results to the DVC remote
+	$(BENCH) push
+
+dvc-setup: ## DVC for data/ and results (done at copy time with --trust): init, remote, data.dvc
+	$(BENCH) dvc-setup
 
 metrics: ## print the metrics table of the latest experiment
 	$(BENCH) metrics
+
+# copier on PATH (pip install copier), else uv fetches it. Only new questions are asked; without
+# a terminal (CI) they take their defaults (or ARGS="-d question=answer"). --trust runs the
+# template's migrations. Inline conflicts leave markers and exit 0: the target looks for them.
+COPIER ?= $(if $(shell command -v copier 2>/dev/null),copier,$(UV) tool run --from "copier>=9.11" copier)
+.PHONY: update
+update: ## copier update to the latest template release (ARGS="--vcs-ref v1.2.0"), then the schema check
+	$(COPIER) update --trust --skip-answered --conflict inline $$([ -t 0 ] || echo --defaults) $(ARGS)
+	@conflicts="$$(git grep -lE '^(<<<<<<<|>>>>>>>)( |$$)' || true)"; if [ -n "$$conflicts" ]; then \
+	  echo "copier update left conflict markers: resolve them, then commit:" >&2; echo "$$conflicts" >&2; exit 1; fi
+	$(BENCH) check-schema
+	@echo "updated: review \`git status\` / \`git diff\`, run \`make test\`, then commit"
+
+.PHONY: retry-errors
+retry-errors: ## re-run only the error rows of the latest experiment (VERSION=e0.0.N for another), then its metrics
+	$(BENCH) retry-errors $(if $(VERSION),--experiment-version $(VERSION)) $(ARGS)
+
+# Analysis (DuckDB, offline). VERSION=e0.0.N picks a version (default: the latest); ARGS=--dev the dev database.
+.PHONY: inspect validate sql duckdb recipes export report rescore
+inspect: ## development phase: inspect the dev results (missing values, ranges, types...); fails on an issue
+	$(BENCH) inspect $(ARGS)
+
+validate: ## after a run: duplicate executions, NULL params, errors by type, cache analysis; fails on an issue
+	$(BENCH) validate $(if $(VERSION),--version $(VERSION)) $(ARGS)
+
+sql: ## run SQL with DuckDB, the database attached as db: make sql Q="SELECT ..." (or Q=@by_config)
+	@$(BENCH) sql "$$Q" $(ARGS)
+
+duckdb: ## a DuckDB shell on the results (db attached; .help, .recipes); reads a script from a pipe
+	@$(BENCH) duckdb $(ARGS)
+
+recipes: ## the guide's analysis queries for this benchmark (run one with make sql Q=@name)
+	@$(BENCH) recipes $(ARGS)
+
+export: ## both tables to exports/*.parquet and exports/*.csv (VERSION=... for one version)
+	$(BENCH) export $(if $(VERSION),--version $(VERSION)) $(ARGS)
+
+report: ## reports/<version>/RESULTS.md + report.html: CIs, paired tests, segments, Pareto, disagreements
+	$(BENCH) report $(if $(VERSION),--version $(VERSION)) $(ARGS)
+
+rescore: ## re-apply scoring.py to the stored raw responses (no predict call): scored_prediction + metrics rows
+	$(BENCH) rescore $(if $(VERSION),--version $(VERSION)) $(ARGS)

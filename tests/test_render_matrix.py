@@ -108,6 +108,12 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
     second = make(project, "experiment")
     assert " 0 computed" in second.stdout, second.stdout
     assert count(db, f"SELECT COUNT(*) FROM \"{preds}\" WHERE cache = ''") == len(computed)
+    # each experiment is tagged; at maximum versioning it ran on its own branch, and main is checked out again
+    git = ("git", "-C", str(project))
+    assert run(project, *git, "tag", "-l", "e*").stdout.split() == ["e0.0.1", "e0.0.2"]
+    branches = run(project, *git, "branch", "--list", "experiment/*").stdout.split()
+    assert branches == (["experiment/e0.0.1", "experiment/e0.0.2"] if cfg["versioning"]["level"] == "maximum" else [])
+    assert run(project, *git, "branch", "--show-current").stdout.strip() == "main"
 
 
 def test_the_demo_command_works_from_the_cli(tmp_path: Path) -> None:

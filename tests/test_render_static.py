@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import py_compile
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,21 @@ def test_the_params_dataclass_is_frozen_slotted_and_rounds_floats(plain: Path) -
     assert not hasattr(params, "__dict__"), "slots=True"
     assert len(namespace["grid"]()) == 3
     assert hash(namespace["Params"]()) == hash(namespace["Params"](regularization=1.00000001))
+
+
+KINDS = sorted(path.name for path in (TEMPLATE / "kinds").iterdir() if (path / "predict.py").is_file())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_renders_ruff_clean_python(kind: str, tmp_path: Path) -> None:
+    """The generated project's own ruff settings pass on everything we render, harness included.
+
+    The generated pre-commit ruff hook skips the template-owned harness, on the promise that this
+    test keeps it clean.
+    """
+    project = render(tmp_path / kind, {"kind": kind}, tasks=False)
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), "check", "--no-cache", "."], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for path in project.rglob("*.py"):
+        py_compile.compile(str(path), doraise=True)

@@ -3,7 +3,9 @@
 Developer tool of the template (not rendered). The sample is a real dataset: 178 wines, 13
 chemical measurements, 3 cultivars. Each item gets a stratified train/test split and a
 `difficulty` segment (how many of its 5 nearest neighbours share its class), so the generated
-benchmark has a real segmentation to slice by.
+benchmark has a real segmentation to slice by. Rows are written in a seeded shuffled order:
+scikit-learn sorts wine by class, and the development phase (`make dev`) takes the first items,
+which must not all be one class.
 
     python kinds/classification/build_sample.py
 """
@@ -29,7 +31,7 @@ def main() -> None:
     train = set(train_idx.tolist())
     out = Path(__file__).with_name("sample.jsonl")
     with out.open("w") as f:
-        for i in range(len(y)):
+        for i in np.random.default_rng(0).permutation(len(y)).tolist():
             item = {"input_id": f"wine-{i:03d}", "split": "train" if i in train else "test"}
             item.update({name: float(v) for name, v in zip(wine.feature_names, x[i], strict=False)})
             item.update(label=int(y[i]), difficulty=str(difficulty[i]))

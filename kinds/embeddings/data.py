@@ -10,6 +10,7 @@ document ids.
 
 from __future__ import annotations
 
+import ast
 from functools import lru_cache
 from typing import Any
 
@@ -22,9 +23,23 @@ def _records() -> tuple[dict[str, Any], ...]:
     return tuple(read_records(load_config().data_path))
 
 
+def relevant_ids(value: Any) -> list[str]:
+    """A query's relevant document ids: a list, or its text form when a CSV cell held the list."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)  # "['doc-01']" as CSV writes a list, or '["doc-01"]'
+        except (ValueError, SyntaxError):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [] if value is None else [str(value)]
+
+
 def load_items(limit: int | None = None) -> list[dict[str, Any]]:
     """The queries to benchmark, in a stable order."""
-    items = [dict(r) for r in _records() if r.get("record", "query") == "query"]
+    items = [
+        {**r, "relevant": relevant_ids(r.get("relevant"))} for r in _records() if r.get("record", "query") == "query"
+    ]
     return items[:limit] if limit is not None else items
 
 

@@ -139,7 +139,8 @@ class MiniLM:
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             context = (scores / scores.sum(-1, keepdims=True)) @ v
             context = context.transpose(1, 0, 2).reshape(len(ids), -1)
-            x = self._norm(x + self._dense(context, f"{prefix}.attention.output.dense"), f"{prefix}.attention.output.LayerNorm")
+            attended = x + self._dense(context, f"{prefix}.attention.output.dense")
+            x = self._norm(attended, f"{prefix}.attention.output.LayerNorm")
             hidden = _gelu(self._dense(x, f"{prefix}.intermediate.dense"))
             x = self._norm(x + self._dense(hidden, f"{prefix}.output.dense"), f"{prefix}.output.LayerNorm")
         return x.mean(axis=0)

@@ -108,7 +108,9 @@ def resolve_recipes(cfg: BenchConfig, db_path: Path, version: str | None = None)
             sql = sql.replace(key, value)
         if "{segment}" in sql:
             for column in segment_columns(cfg, columns):
-                name = f"by_{column.removeprefix('params_')}" if recipe.name == "by_segment" else f"{recipe.name}_{column}"
+                name = (
+                    f"by_{column.removeprefix('params_')}" if recipe.name == "by_segment" else f"{recipe.name}_{column}"
+                )
                 resolved.append(Recipe(name, recipe.description, sql.replace("{segment}", quote(column))))
         else:
             resolved.append(Recipe(recipe.name, recipe.description, sql))
@@ -262,7 +264,9 @@ def _dot_command(
         out.write(help_text)
         return True
     if command == ".tables":
-        return _run_script(con, "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'db' ORDER BY 1;", out)
+        return _run_script(
+            con, "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'db' ORDER BY 1;", out
+        )
     if command == ".schema":
         where = f" AND table_name = '{argument.replace(chr(39), '')}'" if argument else ""
         return _run_script(
@@ -293,7 +297,11 @@ def print_recipes(cfg: BenchConfig, db_path: Path, out: TextIO = sys.stdout) -> 
 
 
 def export(
-    cfg: BenchConfig, db_path: Path, out_dir: Path, formats: Sequence[str] = ("parquet", "csv"), version: str | None = None
+    cfg: BenchConfig,
+    db_path: Path,
+    out_dir: Path,
+    formats: Sequence[str] = ("parquet", "csv"),
+    version: str | None = None,
 ) -> list[Path]:
     """`make export`: each table (or one version's rows) to Parquet and CSV, written by DuckDB's COPY.
 

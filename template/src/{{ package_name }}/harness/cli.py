@@ -36,16 +36,17 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
     cells = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
 
 
 def metrics_columns(rows: Sequence[dict[str, Any]], cfg: BenchConfig) -> list[str]:
     params = [k for k in rows[0] if k.startswith("params_")] if rows else []
     chosen = [m for m in cfg.metrics if any(m in r for r in rows)]
-    return ["experiment_version", *params, "n", "n_failed", "n_cache_hits", *chosen]
+    rescored = ["scorer_version"] if any(r.get("scorer_version") for r in rows) else []  # rows of `make rescore`
+    return ["experiment_version", *rescored, *params, "n", "n_failed", "n_cache_hits", *chosen]
 
 
 def _run_options(args: argparse.Namespace, phase: str) -> runner.RunOptions:
@@ -60,7 +61,9 @@ def _run_options(args: argparse.Namespace, phase: str) -> runner.RunOptions:
     )
 
 
-def run_and_report(cfg: BenchConfig, options: runner.RunOptions, db_path: Any = None) -> tuple[int, runner.RunSummary, list]:
+def run_and_report(
+    cfg: BenchConfig, options: runner.RunOptions, db_path: Any = None
+) -> tuple[int, runner.RunSummary, list]:
     """Run, log the metrics rows, print them; exit code 3 when the run stopped early."""
     summary = runner.run(cfg, options)
     print(
@@ -79,9 +82,123 @@ def run_and_report(cfg: BenchConfig, options: runner.RunOptions, db_path: Any = 
 
 @command("experiment")
 def cmd_experiment(args: argparse.Namespace, cfg: BenchConfig) -> int:
-    """The experiment phase: the whole dataset, every configuration, recorded and versioned."""
-    code, _, _ = run_and_report(cfg, _run_options(args, "experiment"))
-    return code
+    """The experiment phase: preflight, the whole dataset, metrics, then versioned (commit + tag)."""
+    from . import versioning
+
+    def execute(version: str) -> tuple[int, list]:
+        options = _run_options(args, "experiment")
+        options.experiment_version = version
+        code, _, rows = run_and_report(cfg, options)
+        return code, rows
+
+    return versioning.run_experiment(cfg, _experiment_options(args), execute)
+
+
+def _experiment_options(args: argparse.Namespace) -> Any:
+    """Pre-experiment flags -> versioning.ExperimentOptions (bad --rename values exit with a message)."""
+    from . import schema, versioning
+
+    try:
+        renames = [schema.parse_rename(text) for text in args.rename or ()]
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    return versioning.ExperimentOptions(
+        allow_dirty=args.allow_dirty,
+        allow_schema_change=args.allow_schema_change,
+        renames=renames,
+        message=getattr(args, "message", "") or "",
+        name=getattr(args, "name", "") or "",
+        push=not getattr(args, "no_push", False),
+    )
+
+
+@command("preflight")
+def cmd_preflight(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Pre-experiment validation only: schema drift, code changes, uncommitted work (exit 2 if refused)."""
+    from . import versioning
+
+    if not versioning.run_preflight(cfg, _experiment_options(args)):
+        return 2
+    print("preflight: ok, `make experiment` would run")
+    return 0
+
+
+@command("check-schema")
+def cmd_check_schema(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Schema drift between params.Params and the recorded tables; --rename old=new fixes it in place."""
+    from . import schema
+
+    try:
+        renames = [schema.parse_rename(text) for text in args.rename or ()]
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    for line in schema.apply_renames(cfg, renames):
+        print(line)
+    errors, notes = schema.report(schema.check(cfg), cfg.db_path.name)
+    print("\n".join(notes))
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+@command("experiments")
+def cmd_experiments(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """The experiment tags with their messages, sorted as versions."""
+    from . import versioning
+
+    print(versioning.list_experiments(cfg))
+    return 0
+
+
+@command("reproduce")
+def cmd_reproduce(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Check out an experiment tag and restore its data and database with DVC."""
+    from . import versioning
+
+    try:
+        print("\n".join(versioning.reproduce(cfg, args.tag)))
+    except versioning.VersioningError as error:
+        print(f"reproduce {args.tag}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@command("push")
+def cmd_push(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Push data and results to the DVC remote."""
+    from . import versioning
+
+    try:
+        print(versioning.push(cfg))
+    except versioning.VersioningError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    return 0
+
+
+@command("dvc-setup")
+def cmd_dvc_setup(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """DVC for data/ and results (standard/maximum versioning): init, remote, data.dvc."""
+    from . import versioning
+
+    try:
+        print("\n".join(versioning.setup_dvc(cfg)))
+    except versioning.VersioningError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    return 0
+
+
+@command("guard-data")
+def cmd_guard_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """pre-commit: refuse data and database files in git (they go to DVC)."""
+    from . import versioning
+
+    problems = versioning.guard(cfg, args.files)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
 
 
 @command("run")
@@ -89,6 +206,19 @@ def cmd_run(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Run and log metrics only: no pre-experiment checks, no commit, no tag (tests, scripts)."""
     options = _run_options(args, "experiment")
     options.experiment_version = args.experiment_version
+    code, _, _ = run_and_report(cfg, options)
+    return code
+
+
+@command("retry-errors")
+def cmd_retry_errors(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Re-run only the error rows of an experiment version (default: the latest), then its metrics."""
+    version = args.experiment_version or runner.latest_version(cfg)
+    if version is None:
+        print("no experiment recorded yet: run `make experiment`")
+        return 1
+    options = _run_options(args, "experiment")
+    options.experiment_version, options.only_errors = version, True
     code, _, _ = run_and_report(cfg, options)
     return code
 
@@ -146,23 +276,49 @@ def cmd_metrics(args: argparse.Namespace, cfg: BenchConfig) -> int:
     return 0
 
 
+def _add_preflight_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-dirty", action="store_true", help="run with uncommitted changes (recorded git_dirty=1)")
+    p.add_argument("--allow-schema-change", action="store_true", help="keep probable renames as new columns")
+    p.add_argument("--rename", action="append", metavar="OLD=NEW", help="rename a params_ column before the run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("experiment", "run", "dev"):
+    for name in ("experiment", "run", "dev", "retry-errors"):
         p = sub.add_parser(name, help=COMMANDS[name].__doc__)
-        if name == "run":
-            p.add_argument("--experiment-version", default=None, help="label the rows (default: next e* tag)")
+        if name in ("run", "retry-errors"):
+            help_text = "the rows' version (run: next e* tag; retry-errors: the latest)"
+            p.add_argument("--experiment-version", default=None, help=help_text)
         p.add_argument("--limit", type=int, default=None, help="run on the first N items only")
         p.add_argument("--executor", choices=EXECUTORS, default=None, help="override benchmark.toml's executor")
         p.add_argument("--workers", type=int, default=None, help="threads/processes/dask workers")
         p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a LocalCluster)")
         p.add_argument("--no-cache", action="store_true", help="recompute even what is cached")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "experiment":
+            _add_preflight_flags(p)
+            p.add_argument("--message", default="", help="the tag message (default: generated from the results)")
+            p.add_argument("--name", default="", help="maximum versioning: branch experiment/<name> (default: version)")
+            p.add_argument("--no-push", action="store_true", help="do not `dvc push` after tagging")
+    _add_preflight_flags(sub.add_parser("preflight", help=COMMANDS["preflight"].__doc__))
+    p = sub.add_parser("check-schema", help=COMMANDS["check-schema"].__doc__)
+    p.add_argument("--rename", action="append", metavar="OLD=NEW", help="rename a params_ column in place")
+    sub.add_parser("experiments", help=COMMANDS["experiments"].__doc__)
+    p = sub.add_parser("reproduce", help=COMMANDS["reproduce"].__doc__)
+    p.add_argument("tag", help="an experiment tag, e.g. e0.0.1")
+    sub.add_parser("push", help=COMMANDS["push"].__doc__)
+    sub.add_parser("dvc-setup", help=COMMANDS["dvc-setup"].__doc__)
+    p = sub.add_parser("guard-data", help=COMMANDS["guard-data"].__doc__)
+    p.add_argument("files", nargs="*")
     sub.add_parser("clean-dev", help=COMMANDS["clean-dev"].__doc__)
     sub.add_parser("prepare-data", help=COMMANDS["prepare-data"].__doc__)
     p = sub.add_parser("metrics", help=COMMANDS["metrics"].__doc__)
     p.add_argument("--all", action="store_true", help="every run, not only the latest")
+    # inspect, validate, sql, duckdb, recipes, export, report, rescore
+    from .analysis_cli import add_parsers
+
+    add_parsers(sub, COMMANDS)
     return parser
 
 

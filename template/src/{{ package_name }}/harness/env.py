@@ -50,10 +50,19 @@ def git_branch(root: Path) -> str:
     return git(root, "branch", "--show-current") or ""
 
 
-def is_dirty(root: Path, paths: tuple[str, ...] = ()) -> bool:
-    """Uncommitted changes to tracked files or untracked files (ignored files do not count)."""
-    status = git(root, "status", "--porcelain", "--untracked-files=normal", "--", *paths)
-    return bool(status)
+# Outputs of earlier experiments' analysis (reports, exports): they cannot change a result.
+OUTPUT_PATHS = (":(exclude)reports", ":(exclude)exports")
+
+
+def uncommitted_files(root: Path) -> list[str]:
+    """`git status --porcelain` lines: changed tracked files and untracked ones (not ignored, not outputs)."""
+    status = git(root, "status", "--porcelain", "--untracked-files=normal", "--", ".", *OUTPUT_PATHS)
+    return status.splitlines() if status else []
+
+
+def is_dirty(root: Path) -> bool:
+    """Uncommitted code or data in git: the `git_dirty` column (the experiment refuses it by default)."""
+    return bool(uncommitted_files(root))
 
 
 def data_commit(root: Path, data_path: Path) -> str:

@@ -59,19 +59,19 @@ class MetricInput:
 
 
 def _ok_pairs(m: MetricInput) -> tuple[list[Any], list[Any]]:
-    pairs = [(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths) if not r.get("error")]
+    pairs = [(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths, strict=True) if not r.get("error")]
     return [p for p, _ in pairs], [t for _, t in pairs]
 
 
 def accuracy(m: MetricInput) -> float | None:
     preds, truths = _ok_pairs(m)
-    return sum(same(p, t) for p, t in zip(preds, truths)) / len(preds) if preds else None
+    return sum(same(p, t) for p, t in zip(preds, truths, strict=True)) / len(preds) if preds else None
 
 
 def accuracy_strict(m: MetricInput) -> float | None:
     if not m.rows:
         return None
-    correct = sum(same(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths) if not r.get("error"))
+    correct = sum(same(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths, strict=True) if not r.get("error"))
     return correct / len(m.rows)
 
 
@@ -81,9 +81,10 @@ def per_class(m: MetricInput) -> dict[str, dict[str, float]]:
     labels = sorted({str(t) for t in truths} | {str(p) for p in preds if p is not None})
     table = {}
     for label in labels:
-        tp = sum(str(p) == label and same(p, t) for p, t in zip(preds, truths))
-        fp = sum(str(p) == label and not same(p, t) for p, t in zip(preds, truths))
-        fn = sum(str(t) == label and not same(p, t) for p, t in zip(preds, truths))
+        pairs = list(zip(preds, truths, strict=True))
+        tp = sum(str(p) == label and same(p, t) for p, t in pairs)
+        fp = sum(str(p) == label and not same(p, t) for p, t in pairs)
+        fn = sum(str(t) == label and not same(p, t) for p, t in pairs)
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -331,7 +332,9 @@ def parse_prediction_fn() -> Callable[[dict], Any]:
     return getattr(scoring, "parse_prediction", lambda row: row.get("prediction"))
 
 
-def compute(rows: Sequence[dict[str, Any]], chosen: Sequence[str], parse: Callable[[dict], Any] | None = None) -> dict[str, Any]:
+def compute(
+    rows: Sequence[dict[str, Any]], chosen: Sequence[str], parse: Callable[[dict], Any] | None = None
+) -> dict[str, Any]:
     """Counts plus every chosen metric (unknown names are reported, not silently dropped)."""
     parse = parse or parse_prediction_fn()
     rows = list(rows)
@@ -377,6 +380,9 @@ def log_metrics(cfg: BenchConfig, summary: Any, db_path: Any = None) -> list[dic
             row.update(compute(rows, cfg.metrics, parse))
             row.update(summary.metadata)
             store.delete_where(cfg.metrics_table, where)
-            store.insert(cfg.metrics_table, [row])
             written.append(row)
+        if written:
+            # One insert: a new column takes its type from the first non-null value of ANY
+            # configuration (prediction_std is None for ridge, a number for the forest).
+            store.insert(cfg.metrics_table, written)
     return written

@@ -29,6 +29,9 @@ class SystemMonitor:
         self._cpu_seen: dict[int, psutil.Process] = {}
 
     def __enter__(self) -> SystemMonitor:
+        # psutil's first cpu_percent() of a process is always 0.0: prime it, so a run shorter
+        # than one sampling interval still reports the CPU it used.
+        self.sample()
         self._thread.start()
         return self
 

@@ -29,10 +29,13 @@ class Progress:
         self.interval = interval if interval is not None else (0.2 if self.tty else 5.0)
         self.done = self.errors = self.cache_hits = self.skipped = 0
         self.started = time.perf_counter()
-        self._last_render = 0.0
+        # A terminal shows the bar at once; a log gets its first line after `interval` (not a 0/N line).
+        self._last_render = 0.0 if self.tty else self.started
 
     def skip(self, count: int, cache_hits: int = 0) -> None:
         """Rows that needed no computation (resumed or cache hits): not part of the rate."""
+        if not count:
+            return
         self.skipped += count
         self.update(done=count, cache_hits=cache_hits)
 
@@ -49,21 +52,23 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         rate = (self.done - self.skipped) / elapsed if elapsed > 0 else 0.0
         remaining = (self.total - self.done) / rate if rate > 0 else 0.0
+        eta = _duration(remaining) if rate > 0 or self.done >= self.total else "?"
         share = self.done / self.total if self.total else 1.0
         bar = "#" * int(share * 24)
         return (
             f"{self.label} [{bar:<24}] {self.done}/{self.total} {share:5.1%} "
-            f"{rate:,.0f} rows/s ETA {_duration(remaining)} errors {self.errors} cache hits {self.cache_hits}"
+            f"{rate:,.0f} rows/s ETA {eta} errors {self.errors} cache hits {self.cache_hits}"
         )
 
     def render(self) -> None:
         if self.tty:
-            self.stream.write("\r" + self.line())
+            self.stream.write("\r" + self.line() + "\x1b[K")  # clear what a longer line left
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
 
     def close(self) -> None:
+        """The final line, always printed (a short run may have printed nothing else)."""
         self.render()
         if self.tty:
             self.stream.write("\n")

@@ -12,11 +12,14 @@ Template-owned. For each run:
 
 from __future__ import annotations
 
+import queue
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from . import env, keys
@@ -24,7 +27,7 @@ from .config import BenchConfig
 from .executors import RetryPolicy, Task, get_executor
 from .monitor import SystemMonitor
 from .progress import Progress
-from .store import Store, timestamp
+from .store import Store, history_table, quote, timestamp
 
 
 def new_track_id() -> str:
@@ -46,6 +49,7 @@ class RunOptions:
     experiment_version: str | None = None
     use_cache: bool | None = None
     only_input_ids: set[str] | None = None
+    only_errors: bool = False
     show_progress: bool = True
 
 
@@ -69,9 +73,9 @@ class RunSummary:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Planned:
-    """A keyed task and the columns its row will carry."""
+    """A keyed task and the columns its row will carry (slots, not frozen: 20,000 are made per run)."""
 
     key: str
     config_id: str
@@ -88,21 +92,41 @@ def user_modules() -> tuple[Any, Any, Any]:
     return params, predict, data
 
 
+def latest_version(cfg: BenchConfig) -> str | None:
+    """The experiment version recorded last (what `make retry-errors` re-runs by default)."""
+    with Store(cfg.db_path) as store:
+        table = cfg.predictions_table
+        if not {"experiment_version", "phase"} <= set(store.columns(table)):
+            return None
+        rows = store.query(
+            f"SELECT experiment_version FROM {quote(table)} WHERE phase = 'experiment' ORDER BY rowid DESC LIMIT 1"
+        )
+    return rows[0][0] if rows else None
+
+
 def plan_tasks(grid: Sequence[Any], items: Sequence[dict], code: str) -> list[_Planned]:
     """Every (configuration, input) pair with its stable cache key."""
     planned = []
-    digests = [keys.input_digest(item) for item in items]
+    digests = list(map(keys.input_digest, items))
+    ids = [item.get("input_id") for item in items]
     for config in grid:
         cid = keys.config_id(config)
         columns = {f"params_{k}": v for k, v in keys.params_dict(config).items()}
-        for item, item_digest in zip(items, digests):
-            key = keys.cache_key(code, cid, item.get("input_id"), item_digest)
-            planned.append(_Planned(key, cid, item_digest, item, config, columns))
+        cache_keys = map(keys.cache_key, repeat(code), repeat(cid), ids, digests)
+        planned += [
+            _Planned(key, cid, item_digest, item, config, columns)
+            for key, item, item_digest in zip(cache_keys, items, digests, strict=True)
+        ]
     return planned
 
 
 class _Writer:
-    """Buffers result rows and records them in batches from the main process."""
+    """Buffers result rows and records them in batches, from one thread of the main process.
+
+    The thread is the only user of the store while it runs (`close` joins it): SQLite works
+    without the GIL, so a batch is written while the next one is computed. At most two batches
+    wait in the queue; a kill loses them, and the next run computes them again.
+    """
 
     def __init__(self, store: Store, table: str, batch_size: int, interval: float, monitor: SystemMonitor | None):
         self.store, self.table = store, table
@@ -110,6 +134,10 @@ class _Writer:
         self.monitor = monitor
         self.buffer: list[dict[str, Any]] = []
         self.last_flush = time.perf_counter()
+        self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="writer", daemon=True)
+        self._thread.start()
 
     def add(self, row: dict[str, Any]) -> None:
         self.buffer.append(row)
@@ -117,17 +145,45 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the buffered rows to the writer thread (raises what a previous batch raised)."""
+        if self._error is not None:
+            raise self._error
         if self.buffer:
             if self.monitor is not None:
                 system = self.monitor.snapshot()
                 for row in self.buffer:
                     row.update(system)
-            self.store.insert(self.table, self.buffer)
+            self._queue.put(self.buffer)
             self.buffer = []
         self.last_flush = time.perf_counter()
 
+    def close(self) -> None:
+        """Write what is buffered and wait for the thread: after this, the store is the caller's again."""
+        try:
+            self.flush()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
 
-def _result_row(plan: _Planned, result: dict[str, Any], track_id: str, code: str, meta: dict) -> dict[str, Any]:
+    def _drain(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.store.insert(self.table, batch)
+                except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
+                    self._error = error
+
+
+def _row_tail(plan: _Planned, code: str, meta: dict) -> dict[str, Any]:
+    """The columns every row of one configuration shares, in table order (built once per configuration)."""
+    return {**plan.params_columns, "config_id": plan.config_id, "input_digest": "", "code_version": code,
+            "cache_key": "", **meta}
+
+
+def _result_row(plan: _Planned, result: dict[str, Any], track_id: str, tail: dict[str, Any]) -> dict[str, Any]:
+    """xetrack's columns, predict's result, then the configuration's shared columns and this task's keys."""
     row = {
         "track_id": track_id,
         "timestamp": timestamp(),
@@ -136,14 +192,9 @@ def _result_row(plan: _Planned, result: dict[str, Any], track_id: str, code: str
         "cache": "",
     }
     row.update(result)
-    row.update(plan.params_columns)
-    row.update(
-        config_id=plan.config_id,
-        input_digest=plan.input_digest,
-        code_version=code,
-        cache_key=plan.key,
-    )
-    row.update(meta)
+    row.update(tail)
+    row["input_digest"] = plan.input_digest
+    row["cache_key"] = plan.key
     return row
 
 
@@ -180,31 +231,79 @@ def run(
     use_cache = cfg.run.cache if options.use_cache is None else options.use_cache
 
     with Store(cfg.db_path) as store:
-        store.ensure_table(table)
-        all_keys = [p.key for p in planned]
-        done = store.present_keys(table, all_keys, {"experiment_version": version, "phase": phase})
-        todo = [p for p in planned if p.key not in done]
-        summary.resumed = len(planned) - len(todo)
-
-        progress = Progress(len(planned), label=f"{version} {phase}") if options.show_progress else None
-        if progress:
-            progress.skip(summary.resumed)
-
-        if use_cache and todo:
-            hits = store.successful_keys(table, [p.key for p in todo])
-            if hits:
-                summary.cache_hits = store.copy_cached_rows(
-                    table, [rowid for rowid, _ in hits.values()], meta, summary.track_ids
-                )
-                todo = [p for p in todo if p.key not in hits]
-                if progress:
-                    progress.skip(summary.cache_hits, cache_hits=summary.cache_hits)
-
-        _compute(cfg, options, store, table, todo, predict_fn, code, meta, summary, progress)
-        if progress:
-            progress.close()
+        try:
+            store.ensure_table(table)
+            todo = _resume(store, table, planned, version, phase, options.only_errors, summary)
+            progress = Progress(summary.tasks, label=f"{version} {phase}") if options.show_progress else None
+            if progress:
+                progress.skip(summary.resumed)
+            if use_cache and todo:
+                todo = _log_cache_hits(store, table, todo, meta, summary, progress)
+            if todo:  # many batch commits ahead: WAL (one commit, like the cache hits', needs none)
+                store.begin_bulk()
+            _compute(cfg, options, store, table, todo, predict_fn, code, meta, summary, progress)
+            if progress:
+                progress.close()
+        finally:
+            store.end_bulk()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _log_cache_hits(
+    store: Store, table: str, todo: list[_Planned], meta: dict, summary: RunSummary, progress: Progress | None
+) -> list[_Planned]:
+    """Record the tasks an earlier run computed without error as cache hits; return the others."""
+    hits = store.successful_keys(table, [(p.config_id, p.item.get("input_id"), p.key) for p in todo])
+    if not hits:
+        return todo
+    summary.cache_hits = store.copy_cached_rows(table, [rowid for rowid, _ in hits.values()], meta, summary.track_ids)
+    if progress:
+        progress.skip(summary.cache_hits, cache_hits=summary.cache_hits)
+    return [p for p in todo if p.key not in hits]
+
+
+def _resume(
+    store: Store, table: str, planned: list[_Planned], version: str, phase: str, only_errors: bool, summary: RunSummary
+) -> list[_Planned]:
+    """The tasks this run still has to do, given what this experiment version already recorded.
+
+    Resume is by (configuration, input), so one version never holds two rows for the same
+    prediction. A recorded row counts as done only when it is error-free and has the key this run
+    would compute (same predict code, same input content). Error rows, and stale rows (predict()
+    or the input changed since, e.g. between two `make dev`), are moved to the error-history table
+    and recomputed; with `only_errors` (retry-errors) only error rows are. Configurations keep the
+    track_id they were first recorded under.
+    """
+    where = {"experiment_version": version, "phase": phase}
+    recorded = store.recorded(table, where)
+    summary.track_ids.update(store.track_ids(table, where))
+    wanted = {(p.config_id, str(p.item.get("input_id"))): p.key for p in planned}
+    done: set[tuple[str, str]] = set()
+    redo: dict[int, str] = {}  # rowid -> why it is recomputed
+    for rowid, key, cid, iid, failed in recorded:
+        pair = (cid, iid)
+        if pair not in wanted:
+            continue  # not part of this run (e.g. a smaller --limit): left as it is
+        if failed:
+            redo[rowid] = "error"
+        elif key == wanted[pair]:
+            done.add(pair)
+        elif not only_errors:
+            redo[rowid] = "stale"
+    if redo:
+        moved_at = timestamp()
+        for reason in sorted(set(redo.values())):
+            rowids = [rowid for rowid, why in redo.items() if why == reason]
+            store.move_rows(table, history_table(table), rowids, {"moved_at": moved_at, "moved_because": reason})
+    todo = [p for p in planned if (p.config_id, str(p.item.get("input_id"))) not in done]
+    if only_errors:
+        failed_pairs = {(cid, iid) for rowid, _, cid, iid, failed in recorded if failed} - done
+        todo = [p for p in todo if (p.config_id, str(p.item.get("input_id"))) in failed_pairs]
+        summary.tasks = len(todo)
+    else:
+        summary.resumed = len(planned) - len(todo)
+    return todo
 
 
 def _compute(
@@ -241,19 +340,26 @@ def _compute(
         workers=options.workers or run_settings.workers,
         scheduler=options.scheduler,
     )
+    firsts = {p.config_id: p for p in todo}  # one task per configuration
+    tails = {cid: _row_tail(p, code, meta) for cid, p in firsts.items()}
     try:
         if monitor is not None:
             monitor.__enter__()
+        min_rows = run_settings.min_rows_for_error_stop
         for index, result in results:
             plan = todo[index]
             failed = bool(result.get("error"))
             summary.computed += 1
             summary.errors += failed
-            summary.retries += int(result.get("retry_count") or 0)
-            writer.add(_result_row(plan, result, summary.track_ids[plan.config_id], code, meta))
+            summary.retries += result["retry_count"]
+            cid = plan.config_id
+            writer.add(_result_row(plan, result, summary.track_ids[cid], tails[cid]))
             if progress:
-                progress.update(done=1, errors=int(failed))
-            if _error_rate_exceeded(summary, run_settings.max_error_rate, run_settings.min_rows_for_error_stop):
+                progress.update(1, failed)
+            # The rate can only cross the threshold on an error, or when min_rows is reached.
+            if (failed or summary.computed == min_rows) and _error_rate_exceeded(
+                summary, run_settings.max_error_rate, min_rows
+            ):
                 summary.stopped_early = True
                 summary.stop_reason = (
                     f"error rate {summary.errors / summary.computed:.0%} after {summary.computed} rows "
@@ -264,7 +370,7 @@ def _compute(
         close = getattr(results, "close", None)
         if close:
             close()
-        writer.flush()
+        writer.close()
         if monitor is not None:
             monitor.__exit__()
         if previous_handler is not None:

@@ -126,7 +126,10 @@ def report(drift: Drift, db_name: str) -> tuple[list[str], list[str]]:
         errors.append(f"    {rename_command(drift.renames)}")
         pairs = ",".join(f"{old}={new}" for old, new in drift.renames)
         errors.append(f"    (or: make check-schema RENAME={pairs})")
-        errors.append("  If it really is a new parameter, run with --allow-schema-change (make experiment ARGS=...).")
+        errors.append(
+            "  If it really is a new parameter: `make experiment ARGS=--allow-schema-change` "
+            "(and `SKIP=schema-drift git commit ...` for the pre-commit hook)."
+        )
     renamed_new = {new for _, new in drift.renames}
     renamed_old = {old for old, _ in drift.renames}
     for column in drift.new:

@@ -43,7 +43,10 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 (or n) successes the bound is exactly 0 (or 1); rounding would leave 3e-18.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 def binom_pmf(n: int, p: float) -> np.ndarray:
@@ -175,7 +178,9 @@ def paired_binary_bootstrap(
     return (only_a - only_b) / n, (float(low), float(high)), p
 
 
-def macro_scores(cells: np.ndarray, truth: np.ndarray, pred: np.ndarray, correct: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
+def macro_scores(
+    cells: np.ndarray, truth: np.ndarray, pred: np.ndarray, correct: np.ndarray, n_labels: int
+) -> dict[str, np.ndarray]:
     """Macro precision, recall and F1 from cell counts, vectorised over replicates.
 
     `cells` is (replicates, n_cells) counts; each cell c has a truth label index, a predicted
@@ -250,7 +255,7 @@ def pareto_front(quality: Sequence[float | None], cost: Sequence[float | None]) 
     X dominates Y when X is at least as good on both and strictly better on one. Points with a
     missing coordinate are never on the front.
     """
-    points = list(zip(quality, cost))
+    points = list(zip(quality, cost, strict=True))
     front = []
     for i, (q, c) in enumerate(points):
         if q is None or c is None:

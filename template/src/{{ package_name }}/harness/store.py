@@ -23,11 +23,15 @@ from pathlib import Path
 from typing import Any
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
-# Indexes by the columns they need: the cache looks rows up by key; resume, metrics and
-# retry-errors read one experiment version. Every index slows each insert, so there are two.
-INDEXES: dict[str, tuple[str, ...]] = {
-    "cache_key": ("cache_key",),
-    "version": ("experiment_version", "config_id", "input_id"),
+# Indexes by the columns they need: the cache looks computed, error-free rows up by
+# (configuration, input) and then compares the key; resume, metrics and retry-errors read one
+# experiment version. Every index slows each insert, and an index on the random cache_key alone
+# would cost 40% of the write throughput, while these two grow mostly at their end. The cache's
+# index is partial: cache-hit and error rows are never looked up, so they are not in it.
+CACHE_ROWS = "cache = '' AND error IS NULL"
+INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
+    "computed": (("config_id", "input_id"), CACHE_ROWS),
+    "version": (("experiment_version", "config_id", "input_id"), ""),
 }
 # Cell types SQLite binds as they are (NaN floats are stored as NULL by SQLite itself).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
@@ -81,17 +85,38 @@ def _json_default(value: Any) -> Any:
 def to_tuples(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[tuple]:
     """Rows as tuples in `keys` order, converting only the columns that hold non-plain values.
 
-    Columnar on purpose: `map`/`zip` run in C, and `to_cell` is called only for the cells of a
-    column that holds a list, a dict or a numpy value, instead of for every cell of every row.
+    One pass over the cells (in C) finds whether any needs converting; if one does, the rows are
+    transposed and `to_cell` is called only for the columns that hold a list, a dict or a numpy
+    value, instead of for every cell of every row.
     """
-    values = [tuple(map(row.get, keys)) for row in rows]
-    columns = list(zip(*values))
-    converted = False
+    return plain_cells([tuple(map(row.get, keys)) for row in rows])
+
+
+def _by_columns(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, ...], list[tuple]]:
+    """Rows grouped by their keys (in order), as value tuples: one INSERT statement per group.
+
+    The runner's rows nearly all have the same keys in the same order, so this is one group, built
+    without looking any key up; an error row with an extra `traceback` makes a second group.
+    """
+    groups: dict[tuple[str, ...], list[tuple]] = {}
+    for row in rows:
+        keys = tuple(row)
+        group = groups.get(keys)
+        if group is None:
+            group = groups[keys] = []
+        group.append(tuple(row.values()))
+    return groups
+
+
+def plain_cells(values: list[tuple]) -> list[tuple]:
+    """`values` with every cell SQLite cannot bind (lists, dicts, numpy values) converted by `to_cell`."""
+    if set(map(type, chain.from_iterable(values))) <= _PLAIN:  # the usual case: one pass in C
+        return values
+    columns = list(zip(*values, strict=True))
     for index, column in enumerate(columns):
         if not set(map(type, column)) <= _PLAIN:
             columns[index] = tuple(map(to_cell, column))
-            converted = True
-    return list(zip(*columns)) if converted else values
+    return list(zip(*columns, strict=True))
 
 
 class Store:
@@ -100,8 +125,10 @@ class Store:
     def __init__(self, path: Path | str, timeout: float = 60.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        # Used by one thread at a time, but not always the one that opened it (the run's writer thread).
+        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._bulk = False
         # Key lists for cache look-ups live in memory, not in a temporary file.
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self._columns: dict[str, dict[str, str]] = {}
@@ -125,11 +152,12 @@ class Store:
         """Create the table with xetrack's two base columns (no primary key: batches share timestamps)."""
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} (track_id TEXT, timestamp TEXT)")
         self.columns(table, refresh=True)
+        self._ensure_indexes(table)  # also on tables written before an index was added
 
-    def ensure_columns(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    def ensure_columns(self, table: str, rows: Sequence[dict[str, Any]], keys: Sequence[str] | None = None) -> None:
         """Add a column for every new key, typed by its first non-null value (like xetrack)."""
         known = self.columns(table)
-        new = [k for k in dict.fromkeys(chain.from_iterable(rows)) if k not in known]
+        new = [k for k in (keys or dict.fromkeys(chain.from_iterable(rows))) if k not in known]
         if not new:  # the usual case: one pass over the keys, in C
             return
         missing: dict[str, str] = {}
@@ -144,29 +172,51 @@ class Store:
 
     def _ensure_indexes(self, table: str) -> None:
         known = self.columns(table)
-        for suffix, columns in INDEXES.items():
-            if set(columns) <= set(known):
+        for suffix, (columns, where) in INDEXES.items():
+            needed = set(columns) | ({"cache", "error"} if where else set())
+            if needed <= set(known):
                 name = quote(f"ix_{table}_{suffix}")
                 listed = ", ".join(quote(c) for c in columns)
-                self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table)} ({listed})")
+                partial = f" WHERE {where}" if where else ""
+                self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table)} ({listed}){partial}")
 
     def rename_column(self, table: str, old: str, new: str) -> None:
         self.conn.execute(f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(old)} TO {quote(new)}")
         self.columns(table, refresh=True)
 
     # -- writing ------------------------------------------------------------------------------
+    def begin_bulk(self) -> None:
+        """Write-ahead logging while a run records: a commit costs no fsync, so batches stay cheap.
+
+        `end_bulk` returns to a rollback journal, so between runs the database is one
+        self-contained file (what DVC versions and xetrack expects). A killed run leaves the
+        file in WAL mode with its -wal file; SQLite recovers it at the next open.
+        """
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # Checkpoint (copy the log into the file, with an fsync) every ~40 MB, not every 4 MB.
+        self.conn.execute("PRAGMA wal_autocheckpoint=10000")
+        self._bulk = True
+
+    def end_bulk(self) -> None:
+        if self._bulk:
+            self._bulk = False
+            try:
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:  # a reader holds the file: it stays in WAL mode, still valid
+                pass
+
     def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Insert rows in one transaction; keys missing from a row are NULL."""
         if not rows:
             return 0
         if table not in self._columns or not self._columns[table]:
             self.ensure_table(table)
-        self.ensure_columns(table, rows)
-        keys = list(dict.fromkeys(chain.from_iterable(rows)))
-        values = to_tuples(rows, keys)
+        groups = _by_columns(rows)
+        self.ensure_columns(table, rows, list(dict.fromkeys(chain.from_iterable(groups))))
         with self.transaction():
-            self.conn.executemany(self._insert_sql(table, keys), values)
-        return len(values)
+            for keys, values in groups.items():
+                self.conn.executemany(self._insert_sql(table, keys), plain_cells(values))
+        return len(rows)
 
     def _insert_sql(self, table: str, keys: Sequence[str]) -> str:
         return (
@@ -208,29 +258,37 @@ class Store:
         return cursor.rowcount
 
     # -- cache --------------------------------------------------------------------------------
-    def _key_table(self, keys: Iterable[str]) -> None:
-        """Load `keys` into an in-memory temp table (one transaction: not one commit per key)."""
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_keys (cache_key TEXT PRIMARY KEY)")
+    def _key_table(self, wanted: Iterable[tuple[str, Any, str]]) -> None:
+        """Load (config_id, input_id, cache_key) triples into an in-memory temp table, in one transaction."""
+        # No key on the temp table: it is only scanned, each row probing the (config_id, input_id) index.
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_keys (config_id, input_id, cache_key)")
         self.conn.execute("BEGIN")
         try:
             self.conn.execute("DELETE FROM temp.wanted_keys")
-            self.conn.executemany("INSERT OR IGNORE INTO temp.wanted_keys VALUES (?)", ((k,) for k in keys))
+            self.conn.executemany("INSERT INTO temp.wanted_keys VALUES (?, ?, ?)", wanted)
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
-    def successful_keys(self, table: str, keys: Iterable[str], where: dict[str, Any] | None = None) -> dict[str, tuple[int, str]]:
-        """cache_key -> (rowid, track_id) of error-free computed rows among `keys` (the oldest wins)."""
-        needed = {"cache_key", "cache", "error"} | set(where or {})
+    def successful_keys(
+        self, table: str, wanted: Iterable[tuple[str, Any, str]], where: dict[str, Any] | None = None
+    ) -> dict[str, tuple[int, str]]:
+        """cache_key -> (rowid, track_id) of error-free computed rows (the oldest wins).
+
+        `wanted` holds (config_id, input_id, cache_key) triples: rows are found through the
+        (config_id, input_id) index, then matched on the key.
+        """
+        needed = {"cache_key", "cache", "error", "config_id", "input_id"} | set(where or {})
         if not self.has_table(table) or not needed <= set(self.columns(table)):
             return {}
-        self._key_table(keys)
+        self._key_table(wanted)
         clause = "".join(f" AND t.{quote(k)} = ?" for k in (where or {}))
         rows = self.conn.execute(
-            f"SELECT t.cache_key, MIN(t.rowid), t.track_id FROM {quote(table)} t "
-            f"JOIN temp.wanted_keys w ON w.cache_key = t.cache_key "
-            f"WHERE t.error IS NULL AND (t.cache = '' OR t.cache IS NULL){clause} GROUP BY t.cache_key",
+            f"SELECT t.cache_key, MIN(t.rowid), t.track_id FROM temp.wanted_keys w "
+            f"CROSS JOIN {quote(table)} t ON t.config_id = w.config_id AND t.input_id = w.input_id "
+            f"AND t.cache_key = w.cache_key "
+            f"WHERE t.cache = '' AND t.error IS NULL{clause} GROUP BY t.cache_key",  # = CACHE_ROWS
             tuple((where or {}).values()),
         ).fetchall()
         return {key: (rowid, track_id) for key, rowid, track_id in rows}
@@ -250,6 +308,17 @@ class Store:
             tuple(where.values()),
         ).fetchall()
         return [(rowid, key, cid, str(iid), bool(failed)) for rowid, key, cid, iid, failed in rows]
+
+    def track_ids(self, table: str, where: dict[str, Any]) -> dict[str, str]:
+        """config_id -> the track_id its rows matching `where` were recorded under (resume keeps it)."""
+        if not self.has_table(table) or not {"config_id", *where} <= set(self.columns(table)):
+            return {}
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        rows = self.conn.execute(
+            f"SELECT config_id, MIN(track_id) FROM {quote(table)} WHERE {clause} GROUP BY config_id",
+            tuple(where.values()),
+        ).fetchall()
+        return {cid: track_id for cid, track_id in rows if track_id}
 
     def copy_cached_rows(
         self, table: str, rowids: Sequence[int], metadata: dict[str, Any], track_ids: dict[str, str]
@@ -291,7 +360,7 @@ class Store:
     def query_dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor = self.conn.execute(sql, tuple(params))
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def latest_rows(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]]:
         """The latest row per (config_id, input_id) matching `where`: one row per prediction."""

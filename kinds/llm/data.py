@@ -1,0 +1,26 @@
+"""Loading the dataset. YOURS: point it at your data.
+
+The bundled sample is a small question-answering set written for this template: 32 questions
+with short, unambiguous answers (arithmetic, geography, science, language), each with a
+`domain` and a `difficulty`. Every item needs a unique, stable `input_id`; the prompt template
+(predict.py) puts the item's `question` into the user message and `answer` is the ground truth.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from .harness.config import load_config
+from .harness.datafiles import read_records
+
+
+@lru_cache(maxsize=1)
+def _records() -> tuple[dict[str, Any], ...]:
+    return tuple(read_records(load_config().data_path))
+
+
+def load_items(limit: int | None = None) -> list[dict[str, Any]]:
+    """The questions to benchmark, in a stable order."""
+    items = [dict(r) for r in _records()]
+    return items[:limit] if limit is not None else items

@@ -1,0 +1,170 @@
+"""The analysis subcommands of `bench`: inspect, validate, sql, duckdb, recipes, export, report, rescore.
+
+Template-owned. Kept apart from cli.py (which runs experiments) so that neither grows unreadable;
+cli.build_parser calls `add_parsers`. Every command reads the database only, except rescore,
+which adds columns and metrics rows and never changes a recorded value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import BenchConfig
+
+Command = Callable[[argparse.Namespace, BenchConfig], int]
+
+
+def _db(args: argparse.Namespace, cfg: BenchConfig, dev_default: bool = False) -> Path:
+    """--db wins; then --dev / --experiment; then the command's default database."""
+    if getattr(args, "db", None):
+        return Path(args.db)
+    if getattr(args, "experiment", False):
+        return cfg.db_path
+    if getattr(args, "dev", False) or dev_default:
+        return cfg.dev_db_path
+    return cfg.db_path
+
+
+def cmd_inspect(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Inspect the development results (the guide's data inspection); exit 1 on an issue."""
+    from .inspection import inspect
+
+    db = _db(args, cfg, dev_default=True)
+    if not db.exists():
+        print(f"{db.name} does not exist: run `make dev` first (or `make inspect ARGS=--experiment`)", file=sys.stderr)
+        return 1
+    return 1 if inspect(db, args.table or cfg.predictions_table, args.n) else 0
+
+
+def cmd_validate(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Validate an experiment's results: duplicates, NULL params, errors, cache; exit 1 on an issue."""
+    from .validate import validate
+
+    db = _db(args, cfg)
+    if not db.exists():
+        print(f"{db.name} does not exist: run `make experiment` first", file=sys.stderr)
+        return 1
+    return 1 if validate(cfg, db, args.version, args.all) else 0
+
+
+def cmd_sql(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Run SQL (or @recipe) with DuckDB; the database is attached as `db`."""
+    from .analysis import run_sql
+
+    if not args.query.strip():
+        print(
+            'usage: make sql Q="SELECT ... FROM db.<table>"  (or Q=@by_config; `make recipes` lists them)',
+            file=sys.stderr,
+        )
+        return 2
+    return run_sql(cfg, _db(args, cfg), args.query, csv=args.csv)
+
+
+def cmd_duckdb(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """A DuckDB shell on the results (no network, no duckdb binary needed); reads a script from a pipe."""
+    from .analysis import shell
+
+    return shell(cfg, _db(args, cfg))
+
+
+def cmd_recipes(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Print the recipes (the guide's analysis queries) resolved for this benchmark."""
+    from .analysis import print_recipes
+
+    return print_recipes(cfg, _db(args, cfg))
+
+
+def cmd_export(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Export both tables to Parquet and CSV with DuckDB's COPY (streamed, any size)."""
+    from .analysis import export
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    for path in export(cfg, _db(args, cfg), cfg.root / args.out, formats, args.version):
+        print(path.relative_to(cfg.root) if path.is_relative_to(cfg.root) else path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """reports/<version>/RESULTS.md and report.html: CIs, paired tests, segments, Pareto, disagreements."""
+    from .report import write
+
+    try:
+        markdown, html = write(cfg, _db(args, cfg), cfg.root / args.out, args.version)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"report: {error}", file=sys.stderr)
+        return 1
+    for path in (markdown, html):
+        print(path.relative_to(cfg.root) if path.is_relative_to(cfg.root) else path)
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Re-apply scoring.parse_prediction to the stored rows (no predict call): new column + metrics rows."""
+    from .cli import format_table, metrics_columns
+    from .rescore import rescore
+
+    try:
+        done = rescore(cfg, _db(args, cfg), args.version)
+    except ValueError as error:
+        print(f"rescore: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{done['version']}: {done['rows']} rows re-scored with {done['scorer_version']}, "
+        f"{done['changed']} predictions differ from the recorded ones (column scored_prediction)"
+    )
+    rows = done["metrics"]
+    print(format_table(rows, metrics_columns(rows, cfg)))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "inspect": cmd_inspect,
+    "validate": cmd_validate,
+    "sql": cmd_sql,
+    "duckdb": cmd_duckdb,
+    "recipes": cmd_recipes,
+    "export": cmd_export,
+    "report": cmd_report,
+    "rescore": cmd_rescore,
+}
+
+
+def _database_flags(p: argparse.ArgumentParser, dev_default: bool = False) -> None:
+    p.add_argument("--db", default=None, help="a database file (default: benchmark.toml's)")
+    if dev_default:
+        p.add_argument("--experiment", action="store_true", help="the experiment database instead of the dev one")
+    else:
+        p.add_argument("--dev", action="store_true", help="the development database")
+
+
+def add_parsers(sub: argparse._SubParsersAction, registry: dict[str, Command]) -> None:
+    """Register the analysis subcommands on `bench`'s parser and in its command table."""
+    registry.update(COMMANDS)
+    p = sub.add_parser("inspect", help=cmd_inspect.__doc__)
+    _database_flags(p, dev_default=True)
+    p.add_argument("--table", default=None, help="a table (default: the predictions table)")
+    p.add_argument("-n", type=int, default=10, help="sample rows to show")
+    p = sub.add_parser("validate", help=cmd_validate.__doc__)
+    _database_flags(p)
+    p.add_argument("--version", default=None, help="an experiment version (default: the latest)")
+    p.add_argument("--all", action="store_true", help="every version")
+    p = sub.add_parser("sql", help=cmd_sql.__doc__)
+    p.add_argument("query", help="SQL, or @<recipe>")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    _database_flags(p)
+    _database_flags(sub.add_parser("duckdb", help=cmd_duckdb.__doc__))
+    _database_flags(sub.add_parser("recipes", help=cmd_recipes.__doc__))
+    p = sub.add_parser("export", help=cmd_export.__doc__)
+    _database_flags(p)
+    p.add_argument("--out", default="exports", help="folder (default: exports/)")
+    p.add_argument("--format", default="parquet,csv", help="parquet,csv (default: both)")
+    p.add_argument("--version", default=None, help="one experiment version only (default: every row)")
+    for name in ("report", "rescore"):
+        p = sub.add_parser(name, help=COMMANDS[name].__doc__)
+        _database_flags(p)
+        p.add_argument("--version", default=None, help="an experiment version (default: the latest)")
+        if name == "report":
+            p.add_argument("--out", default="reports", help="folder (default: reports/)")
