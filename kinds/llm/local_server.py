@@ -94,6 +94,12 @@ class StandInModel:
         }
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection; a listen backlog for real concurrency (the default 5 resets connections)."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
 class LocalLLMServer:
     """A threaded HTTP server with `POST /v1/chat/completions`; `base_url` ends in /v1."""
 
@@ -114,8 +120,7 @@ class LocalLLMServer:
         self.requests = 0
         self.authorized = 0
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", port), _handler(self))
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="local-llm", daemon=True)
 
     @property

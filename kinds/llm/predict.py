@@ -8,7 +8,7 @@ plus the cost priced from pricing.toml (the prices used are stored in the row: a
 The endpoint is any OpenAI-compatible chat API, configured by the environment only:
 
     LLM_BASE_URL   e.g. https://api.openai.com/v1 (unset: the local stand-in in local_server.py)
-    LLM_API_KEY    sent as `Authorization: Bearer ...` (falls back to OPENAI_API_KEY); never stored
+    LLM_API_KEY    sent to LLM_BASE_URL as `Authorization: Bearer ...`; never stored
     LLM_TIMEOUT_SECONDS   per request (default 30)
 
 The model, the prompt template and the system prompt's hash are parameters, so each is a
@@ -26,6 +26,7 @@ import email.utils
 import hashlib
 import json
 import os
+import threading
 import time
 import tomllib
 import urllib.error
@@ -77,9 +78,17 @@ PROMPTS_BY_HASH = {prompt_hash(text): text for text in SYSTEM_PROMPTS}
 # -- the endpoint -----------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
+_START = threading.Lock()
+
+
 def local_endpoint() -> str:
-    """Start the offline stand-in (once per process) and return its base URL."""
+    """The offline stand-in's base URL, started once per process (threads may ask at the same time)."""
+    with _START:
+        return _start_local_endpoint()
+
+
+@lru_cache(maxsize=1)
+def _start_local_endpoint() -> str:
     from .data import load_items
     from .local_server import LocalLLMServer
 
@@ -88,10 +97,16 @@ def local_endpoint() -> str:
 
 
 def endpoint() -> tuple[str, str | None, float]:
-    """(base URL, API key, timeout) from the environment; the key is only ever put in a header."""
-    base_url = os.environ.get("LLM_BASE_URL") or local_endpoint()
-    api_key = os.environ.get("LLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
-    return base_url.rstrip("/"), api_key, float(os.environ.get("LLM_TIMEOUT_SECONDS") or 30)
+    """(base URL, API key, timeout) from the environment; the key is only ever put in a header.
+
+    No key goes to the local stand-in, and no other variable (OPENAI_API_KEY, say) is read: a key
+    is sent only to the endpoint it was set for.
+    """
+    timeout = float(os.environ.get("LLM_TIMEOUT_SECONDS") or 30)
+    base_url = os.environ.get("LLM_BASE_URL")
+    if not base_url:
+        return local_endpoint(), None, timeout
+    return base_url.rstrip("/"), os.environ.get("LLM_API_KEY") or None, timeout
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -27,6 +27,12 @@ def handle(text: str) -> dict[str, Any]:
     return {"words": len(words), "top_word": top[0][0] if top else None, "digest": digest}
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection; a listen backlog for real concurrency (the default 5 resets connections)."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
 class LocalService:
     """`POST /work` with `{"text": ...}` answers `handle(text)` as JSON; `url` is the endpoint."""
 
@@ -34,8 +40,7 @@ class LocalService:
         self.fail_every = fail_every
         self.requests = 0
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", port), _handler(self))
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="local-service", daemon=True)
 
     @property

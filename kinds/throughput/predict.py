@@ -48,10 +48,19 @@ PREDICT_VERSION: str | None = None
 TIMING_FIELDS = ("latency", "burst_seconds", "request_latencies", "requests_per_second")
 
 
+_START = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def target_url() -> str:
     """LOAD_TARGET_URL, else the local service, started once per process."""
     return os.environ.get("LOAD_TARGET_URL") or LocalService().start().url
+
+
+def locked_target_url() -> str:
+    """target_url() for concurrent callers (the threads executor): one service, not one per thread."""
+    with _START:
+        return target_url()
 
 
 class HttpClient:
@@ -87,7 +96,7 @@ def make_target(params: Params) -> Callable[[str], dict[str, Any]]:
     if params.target == "callable":
         return handle
     if params.target == "http":
-        return HttpClient(target_url(), params.timeout_seconds)
+        return HttpClient(locked_target_url(), params.timeout_seconds)
     raise BenchmarkError(f"unknown target {params.target!r}: use callable or http", INVALID_VALUE)
 
 

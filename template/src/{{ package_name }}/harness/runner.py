@@ -6,7 +6,8 @@ Template-owned. For each run:
 2. skip tasks this experiment version already recorded (resume after a crash or a kill);
 3. log cache hits from earlier runs in one SQL statement (no predict() call);
 4. compute the rest with the chosen executor, and record the results from this process only,
-   in batches (a kill loses at most one batch, which the next run computes again);
+   in batches from a writer thread (a kill loses the batches not yet written, at most three,
+   which the next run computes again);
 5. stop early when the error rate passes the configured threshold.
 """
 
