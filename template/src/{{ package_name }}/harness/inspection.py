@@ -56,6 +56,21 @@ class Findings:
     def section(self, title: str) -> None:
         self.out.write(f"\n{title}\n{'-' * len(title)}\n")
 
+    def conclude(self, failed: str, passed: str, advice: str = "") -> list[str]:
+        """The closing verdict: the numbered issues (and what to do), or the all-clear.
+
+        `failed` may hold `{n}`, the number of issues.
+        """
+        self.out.write("\n")
+        if not self.issues:
+            self.out.write(f"{passed}\n")
+            return self.issues
+        self.out.write(failed.format(n=len(self.issues)) + "\n")
+        self.out.write("".join(f"  {i}. {text}\n" for i, text in enumerate(self.issues, 1)))
+        if advice:
+            self.out.write(f"{advice}\n")
+        return self.issues
+
 
 def _has_word(column: str, words: tuple[str, ...]) -> bool:
     return any(w in column.lower() for w in words)
@@ -220,11 +235,8 @@ def inspect(db_path: Path, table: str, n_samples: int = 10, out: TextIO = sys.st
         check_types(db_path, table, columns, f)
     finally:
         con.close()
-    out.write("\n")
-    if f.issues:
-        out.write(f"ISSUES FOUND ({len(f.issues)}): fix predict() before the experiment phase\n")
-        out.write("".join(f"  {i}. {text}\n" for i, text in enumerate(f.issues, 1)))
-        out.write("Then `make clean-dev && make dev && make inspect` until it is clean.\n")
-    else:
-        out.write("DATA LOOKS GOOD: no issues found\n")
-    return f.issues
+    return f.conclude(
+        "ISSUES FOUND ({n}): fix predict() before the experiment phase",
+        "DATA LOOKS GOOD: no issues found",
+        "Then `make clean-dev && make dev && make inspect` until it is clean.",
+    )

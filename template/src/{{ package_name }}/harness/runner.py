@@ -278,6 +278,11 @@ def _resume(
     """
     where = {"experiment_version": version, "phase": phase}
     recorded = store.recorded(table, where)
+    if not recorded:  # a new version (the usual case): nothing to resume, nothing to retry
+        if only_errors:
+            summary.tasks = 0
+            return []
+        return planned
     summary.track_ids.update(store.track_ids(table, where))
     wanted = {(p.config_id, str(p.item.get("input_id"))): p.key for p in planned}
     done: set[tuple[str, str]] = set()

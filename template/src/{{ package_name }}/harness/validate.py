@@ -153,10 +153,4 @@ def validate(
         cache_analysis(con, table, version_filter, f)
     finally:
         con.close()
-    out.write("\n")
-    if f.issues:
-        out.write(f"VALIDATION FAILED ({len(f.issues)} issue(s)):\n")
-        out.write("".join(f"  {i}. {text}\n" for i, text in enumerate(f.issues, 1)))
-    else:
-        out.write("VALIDATION PASSED\n")
-    return f.issues
+    return f.conclude("VALIDATION FAILED ({n} issue(s)):", "VALIDATION PASSED")
