@@ -20,8 +20,8 @@ install: $(UV) ## the development environment (.venv): copier, pytest, xetrack, 
 	$(UV) sync --quiet
 
 demo: install ## render the template with defaults into ./demo and run its experiment
-	rm -rf $(DEMO)
-	$(VENV)/bin/copier copy --trust --defaults --vcs-ref HEAD $(CURDIR) $(DEMO)
+	rm -rf $(DEMO) $(DEMO)-dvc-storage
+	$(VENV)/bin/copier copy --trust --defaults --vcs-ref HEAD -d dvc_remote=$(DEMO)-dvc-storage $(CURDIR) $(DEMO)
 	$(MAKE) -C $(DEMO) experiment
 
 test: install ## the whole test suite (renders answer sets and runs what they generate)
@@ -37,4 +37,4 @@ benchmark-scale: install ## make report on 1,000,000 prediction rows: seconds an
 	$(PY) benchmarks/scale_report.py
 
 clean: ## remove the environment and the demo
-	rm -rf $(VENV) $(DEMO)
+	rm -rf $(VENV) $(DEMO) $(DEMO)-dvc-storage
