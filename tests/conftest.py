@@ -29,9 +29,17 @@ def project_env(**extra: str) -> dict[str, str]:
 
 
 def render(
-    destination: Path, answers: dict[str, Any] | None = None, *, tasks: bool = True, vcs_ref: str = "HEAD"
+    destination: Path,
+    answers: dict[str, Any] | None = None,
+    *,
+    tasks: bool = True,
+    vcs_ref: str = "HEAD",
+    pretend: bool = False,
 ) -> Path:
-    """Render the working tree of this template (uncommitted changes included) into `destination`."""
+    """Render the working tree of this template (uncommitted changes included) into `destination`.
+
+    `pretend` asks the questions and validates the answers but writes nothing.
+    """
     run_copy(
         str(TEMPLATE),
         str(destination),
@@ -41,6 +49,7 @@ def render(
         vcs_ref=vcs_ref,
         quiet=True,
         skip_tasks=not tasks,
+        pretend=pretend,
     )
     return destination
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE
-from copier import run_copy
+from conftest import TEMPLATE, render
 
 ALLOWED_KEYS = {
     "type",
@@ -69,17 +68,7 @@ BAD_ANSWERS = [
 @pytest.mark.parametrize(("answers", "message"), BAD_ANSWERS, ids=[m for _, m in BAD_ANSWERS])
 def test_an_invalid_answer_is_refused_with_its_message(tmp_path: Path, answers: dict, message: str) -> None:
     with pytest.raises(ValueError) as refused:
-        run_copy(
-            str(TEMPLATE),
-            str(tmp_path / "p"),
-            data=answers,
-            defaults=True,
-            unsafe=True,
-            vcs_ref="HEAD",
-            quiet=True,
-            skip_tasks=True,
-            pretend=True,
-        )
+        render(tmp_path / "p", answers, tasks=False, pretend=True)
     assert message in str(refused.value)
     assert not (tmp_path / "p").exists()
 
@@ -87,23 +76,11 @@ def test_an_invalid_answer_is_refused_with_its_message(tmp_path: Path, answers: 
 @pytest.mark.parametrize("choice", ["engine", "versioning", "data_format", "kind", "data_size"])
 def test_a_choice_outside_the_list_is_refused(tmp_path: Path, choice: str) -> None:
     with pytest.raises(ValueError, match="Invalid choice"):
-        run_copy(
-            str(TEMPLATE),
-            str(tmp_path / "p"),
-            data={choice: "nonsense"},
-            defaults=True,
-            unsafe=True,
-            vcs_ref="HEAD",
-            quiet=True,
-            skip_tasks=True,
-            pretend=True,
-        )
+        render(tmp_path / "p", {choice: "nonsense"}, tasks=False, pretend=True)
 
 
 def test_the_defaults_are_valid(tmp_path: Path) -> None:
-    run_copy(
-        str(TEMPLATE), str(tmp_path / "p"), defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True, skip_tasks=True
-    )
+    render(tmp_path / "p", tasks=False)
     assert (tmp_path / "p" / "benchmark.toml").is_file()
 
 

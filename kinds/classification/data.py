@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .harness.config import load_config
-from .harness.datafiles import read_records
+from .harness.datafiles import dataset
 
 FEATURES = (
     "alcohol",
@@ -32,21 +31,16 @@ FEATURES = (
 )
 
 
-@lru_cache(maxsize=1)
-def _records() -> tuple[dict[str, Any], ...]:
-    return tuple(read_records(load_config().data_path))
-
-
 def load_items(limit: int | None = None) -> list[dict[str, Any]]:
     """The items to benchmark (the test split), in a stable order."""
-    items = [dict(r) for r in _records() if r.get("split", "test") == "test"]
-    return items[:limit] if limit is not None else items
+    items = [dict(r) for r in dataset() if r.get("split", "test") == "test"]
+    return items[:limit]  # limit=None: all of them
 
 
 @lru_cache(maxsize=1)
 def load_training_set() -> tuple[np.ndarray, np.ndarray]:
     """Features and labels the models are fitted on."""
-    train = [r for r in _records() if r.get("split") == "train"]
+    train = [r for r in dataset() if r.get("split") == "train"]
     features = np.asarray([[float(r[name]) for name in FEATURES] for r in train])
     labels = np.asarray([int(r["label"]) for r in train])
     return features, labels

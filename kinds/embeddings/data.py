@@ -14,13 +14,7 @@ import ast
 from functools import lru_cache
 from typing import Any
 
-from .harness.config import load_config
-from .harness.datafiles import read_records
-
-
-@lru_cache(maxsize=1)
-def _records() -> tuple[dict[str, Any], ...]:
-    return tuple(read_records(load_config().data_path))
+from .harness.datafiles import dataset
 
 
 def relevant_ids(value: Any) -> list[str]:
@@ -38,12 +32,12 @@ def relevant_ids(value: Any) -> list[str]:
 def load_items(limit: int | None = None) -> list[dict[str, Any]]:
     """The queries to benchmark, in a stable order."""
     items = [
-        {**r, "relevant": relevant_ids(r.get("relevant"))} for r in _records() if r.get("record", "query") == "query"
+        {**r, "relevant": relevant_ids(r.get("relevant"))} for r in dataset() if r.get("record", "query") == "query"
     ]
-    return items[:limit] if limit is not None else items
+    return items[:limit]  # limit=None: all of them
 
 
 @lru_cache(maxsize=1)
 def load_corpus() -> tuple[tuple[str, str], ...]:
     """(document id, text) of every document a query is ranked against."""
-    return tuple((str(r["input_id"]), str(r["text"])) for r in _records() if r.get("record") == "document")
+    return tuple((str(r["input_id"]), str(r["text"])) for r in dataset() if r.get("record") == "document")

@@ -7,19 +7,12 @@ bursts of 25 requests. Every item needs a unique, stable `input_id`.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from .harness.config import load_config
-from .harness.datafiles import read_records
-
-
-@lru_cache(maxsize=1)
-def _records() -> tuple[dict[str, Any], ...]:
-    return tuple(read_records(load_config().data_path))
+from .harness.datafiles import dataset
 
 
 def load_items(limit: int | None = None) -> list[dict[str, Any]]:
     """The bursts to run, in a stable order."""
-    items = [dict(r) for r in _records()]
-    return items[:limit] if limit is not None else items
+    items = [dict(r) for r in dataset()]
+    return items[:limit]  # limit=None: all of them

@@ -25,7 +25,7 @@ import duckdb
 
 from . import duck
 from .config import BenchConfig
-from .store import quote
+from .store import column_names, quote
 
 RECIPES_FILE = Path(__file__).with_name("recipes.sql")
 MAX_ROWS = 200
@@ -45,7 +45,7 @@ def sqlite_columns(db_path: Path, table: str) -> list[str]:
     if not Path(db_path).exists():
         return []
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
-        return [r[1] for r in con.execute(f"PRAGMA table_info({quote(table)})")]
+        return column_names(con, table)
 
 
 def latest_version(db_path: Path, table: str) -> str | None:

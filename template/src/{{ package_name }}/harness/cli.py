@@ -151,17 +151,25 @@ def cmd_experiments(args: argparse.Namespace, cfg: BenchConfig) -> int:
     return 0
 
 
+def _versioning_step(step: Callable[[], str | Sequence[str]], failure_prefix: str = "") -> int:
+    """Print what a git/DVC step did (exit 0), or why it refused, on stderr (exit 1)."""
+    from .versioning import VersioningError
+
+    try:
+        done = step()
+    except VersioningError as error:
+        print(f"{failure_prefix}{error}", file=sys.stderr)
+        return 1
+    print(done if isinstance(done, str) else "\n".join(done))
+    return 0
+
+
 @command("reproduce")
 def cmd_reproduce(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Check out an experiment tag and restore its data and database with DVC."""
     from . import versioning
 
-    try:
-        print("\n".join(versioning.reproduce(cfg, args.tag)))
-    except versioning.VersioningError as error:
-        print(f"reproduce {args.tag}: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return _versioning_step(lambda: versioning.reproduce(cfg, args.tag), f"reproduce {args.tag}: ")
 
 
 @command("push")
@@ -169,12 +177,7 @@ def cmd_push(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Push data and results to the DVC remote."""
     from . import versioning
 
-    try:
-        print(versioning.push(cfg))
-    except versioning.VersioningError as error:
-        print(str(error), file=sys.stderr)
-        return 1
-    return 0
+    return _versioning_step(lambda: versioning.push(cfg))
 
 
 @command("dvc-setup")
@@ -182,12 +185,7 @@ def cmd_dvc_setup(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """DVC for data/ and results (standard/maximum versioning): init, remote, data.dvc."""
     from . import versioning
 
-    try:
-        print("\n".join(versioning.setup_dvc(cfg)))
-    except versioning.VersioningError as error:
-        print(str(error), file=sys.stderr)
-        return 1
-    return 0
+    return _versioning_step(lambda: versioning.setup_dvc(cfg))
 
 
 @command("guard-data")

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from .config import load_config
 
 FORMATS = ("jsonl", "csv", "parquet")
 
@@ -53,6 +56,20 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+def dataset() -> tuple[dict[str, Any], ...]:
+    """The records of the configured data file (benchmark.toml's data path), read once per process.
+
+    data.py filters them more than once per run (the items, a training split, a corpus): one read
+    serves them all. Treat the records as read-only; copy one before changing it.
+    """
+    return _cached_records(load_config().data_path)
+
+
+@lru_cache(maxsize=8)
+def _cached_records(path: Path) -> tuple[dict[str, Any], ...]:
+    return tuple(read_records(path))
 
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:

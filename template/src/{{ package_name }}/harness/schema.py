@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import BenchConfig
-from .store import quote
+from .store import column_names, quote
 
 PREFIX = "params_"
 # difflib's ratio for "probably the same parameter": the guide's 0.6.
@@ -71,9 +71,9 @@ def recorded_columns(db_path: Path, tables: Sequence[str]) -> tuple[list[str], l
         found: dict[str, None] = {}
         existing = [t for t in tables if t in present]
         for table in existing:
-            for row in con.execute(f"PRAGMA table_info({quote(table)})"):
-                if row[1].startswith(PREFIX):
-                    found[row[1]] = None
+            for column in column_names(con, table):
+                if column.startswith(PREFIX):
+                    found[column] = None
     finally:
         con.close()
     return list(found), existing
@@ -153,10 +153,6 @@ def parse_rename(text: str) -> tuple[str, str]:
     return tuple(p if p.startswith(PREFIX) else PREFIX + p for p in (old, new))  # type: ignore[return-value]
 
 
-def _columns(con: sqlite3.Connection, table: str) -> list[str]:
-    return [r[1] for r in con.execute(f"PRAGMA table_info({quote(table)})")]
-
-
 def rename_column(db_path: Path, table: str, old: str, new: str, engine: str) -> str:
     """Rename `old` to `new` in one table; when both exist, fold `old` into `new` and drop it.
 
@@ -166,7 +162,7 @@ def rename_column(db_path: Path, table: str, old: str, new: str, engine: str) ->
     with sqlite3.connect(db_path) as con:
         if table not in {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
             return "absent"
-        columns = _columns(con, table)
+        columns = column_names(con, table)
     if old not in columns:
         return "absent"
     o, n = quote(old), quote(new)

@@ -64,6 +64,11 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def column_names(con: sqlite3.Connection, table: str) -> list[str]:
+    """The table's columns in storage order (empty when it does not exist), on any open connection."""
+    return [row[1] for row in con.execute(f"PRAGMA table_info({quote(table)})")]
+
+
 def sql_type(value: Any) -> str:
     """The declared type xetrack would give this value (bool is stored as INTEGER)."""
     if isinstance(value, bool) or isinstance(value, int):

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import env, schema
 from .config import BenchConfig
-from .store import quote
+from .store import column_names, quote
 
 # Metrics where a smaller value is better (to name the best configuration in the tag message).
 LOWER_IS_BETTER = ("latency", "error", "mae", "rmse", "cost", "tokens", "cpu_percent", "memory_percent")
@@ -116,7 +116,7 @@ def last_experiment(cfg: BenchConfig) -> tuple[str, str] | None:
         return None
     con = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True)
     try:
-        columns = {r[1] for r in con.execute(f"PRAGMA table_info({quote(cfg.metrics_table)})")}
+        columns = set(column_names(con, cfg.metrics_table))
         if not {"experiment_version", "code_commit"} <= columns:
             return None
         row = con.execute(
@@ -260,7 +260,7 @@ def mark_dirty(cfg: BenchConfig, version: str) -> None:
     """git_dirty = 1 on every row of `version` in both tables (a run allowed to start dirty)."""
     with sqlite3.connect(cfg.db_path) as con:
         for table in (cfg.predictions_table, cfg.metrics_table):
-            if "git_dirty" in {r[1] for r in con.execute(f"PRAGMA table_info({quote(table)})")}:
+            if "git_dirty" in column_names(con, table):
                 con.execute(f"UPDATE {quote(table)} SET git_dirty = 1 WHERE experiment_version = ?", (version,))
     con.close()
 
