@@ -231,24 +231,6 @@ def multinomial_bootstrap(
     return float(low), float(high)
 
 
-def bootstrap_statistic(
-    n: int, statistic: Callable[[np.ndarray], float | None], b: int = 200, seed: int = SEED
-) -> tuple[float, float] | None:
-    """Percentile interval of statistic(resampled row indices): the generic (slow) fallback."""
-    if n == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(b):
-        value = statistic(rng.integers(0, n, size=n))
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            values.append(float(value))
-    if not values:
-        return None
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def pareto_front(quality: Sequence[float | None], cost: Sequence[float | None]) -> list[bool]:
     """Which points are non-dominated: higher quality is better, lower cost is better.
 
