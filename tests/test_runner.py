@@ -79,7 +79,7 @@ def project(rendered) -> Path:
         predict.write_text(predict.read_text() + WRAPPER)
     toml = root / "benchmark.toml"
     text = toml.read_text()
-    for old, new in (("write_batch_size = 5000", "write_batch_size = 10"), ("write_interval_seconds = 1.0",
+    for old, new in (("write_batch_size = 10000", "write_batch_size = 10"), ("write_interval_seconds = 1.0",
                      "write_interval_seconds = 0.2"), ("log_system_params = false", "log_system_params = true")):
         text = text.replace(old, new)
     toml.write_text(text)

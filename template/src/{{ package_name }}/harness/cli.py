@@ -72,8 +72,10 @@ def run_and_report(
         f"{summary.retries} retries in {summary.seconds:.1f}s"
     )
     if summary.stopped_early:
-        print(f"STOPPED EARLY: {summary.stop_reason}. Fix predict() or the data, then re-run: "
-              "finished rows are kept.", file=sys.stderr)
+        print(
+            f"STOPPED EARLY: {summary.stop_reason}. Fix predict() or the data, then re-run: finished rows are kept.",
+            file=sys.stderr,
+        )
         return 3, summary, []
     rows = metrics_mod.log_metrics(cfg, summary, db_path)
     print(format_table(rows, metrics_columns(rows, cfg)))
@@ -329,4 +331,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

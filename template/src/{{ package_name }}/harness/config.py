@@ -42,7 +42,7 @@ class RunSettings:
     backoff_max_seconds: float = 30.0
     max_error_rate: float = 0.5
     min_rows_for_error_stop: int = 50
-    write_batch_size: int = 5000
+    write_batch_size: int = 10000
     write_interval_seconds: float = 1.0
     dev_limit: int = 20
 

@@ -6,21 +6,17 @@ Template-owned. For each run:
 2. skip tasks this experiment version already recorded (resume after a crash or a kill);
 3. log cache hits from earlier runs in one SQL statement (no predict() call);
 4. compute the rest with the chosen executor, and record the results from this process only,
-   in batches from a writer thread (a kill loses the batches not yet written, at most three,
-   which the next run computes again);
+   in batches (a kill loses the batch not yet written, which the next run computes again);
 5. stop early when the error rate passes the configured threshold.
 """
 
 from __future__ import annotations
 
-import queue
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 from . import env, keys
@@ -28,7 +24,7 @@ from .config import BenchConfig
 from .executors import RetryPolicy, Task, get_executor
 from .monitor import SystemMonitor
 from .progress import Progress
-from .store import Store, history_table, quote, timestamp
+from .store import RunRecorder, Store, history_table, quote, timestamp
 
 
 def new_track_id() -> str:
@@ -74,16 +70,30 @@ class RunSummary:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Planned:
-    """A keyed task and the columns its row will carry (slots, not frozen: 20,000 are made per run)."""
+@dataclass
+class Plan:
+    """Every (configuration, input) task of a run, as lists: task i is input i % n of configuration i // n.
 
-    key: str
-    config_id: str
-    input_digest: str
-    item: dict[str, Any]
-    params: Any
-    params_columns: dict[str, Any]
+    Lists, not an object per task: a run plans every task, even when all are cache hits.
+    """
+
+    items: list[dict[str, Any]]
+    configs: list[Any]
+    config_ids: list[str]
+    digests: list[str]  # per input
+    keys: list[str]  # per task
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def task(self, index: int) -> Task:
+        n = len(self.items)
+        return Task(index, self.items[index % n], self.configs[index // n])
+
+    def pair(self, index: int) -> tuple[str, str]:
+        """(config_id, input_id as text): what one version records once."""
+        n = len(self.items)
+        return self.config_ids[index // n], str(self.items[index % n].get("input_id"))
 
 
 def user_modules() -> tuple[Any, Any, Any]:
@@ -105,98 +115,32 @@ def latest_version(cfg: BenchConfig) -> str | None:
     return rows[0][0] if rows else None
 
 
-def plan_tasks(grid: Sequence[Any], items: Sequence[dict], code: str) -> list[_Planned]:
+def plan_tasks(grid: Sequence[Any], items: Sequence[dict], code: str) -> Plan:
     """Every (configuration, input) pair with its stable cache key."""
-    planned = []
-    digests = list(map(keys.input_digest, items))
-    ids = [item.get("input_id") for item in items]
-    for config in grid:
-        cid = keys.config_id(config)
-        columns = {f"params_{k}": v for k, v in keys.params_dict(config).items()}
-        cache_keys = map(keys.cache_key, repeat(code), repeat(cid), ids, digests)
-        planned += [
-            _Planned(key, cid, item_digest, item, config, columns)
-            for key, item, item_digest in zip(cache_keys, items, digests, strict=True)
-        ]
-    return planned
+    items = list(items)
+    digests = keys.input_digests(items)
+    config_ids = [keys.config_id(config) for config in grid]
+    task_keys: list[str] = []
+    for cid in config_ids:
+        prefix = keys.key_prefix(code, cid)
+        task_keys += [prefix + item_digest for item_digest in digests]
+    return Plan(items, list(grid), config_ids, digests, task_keys)
 
 
-class _Writer:
-    """Buffers result rows and records them in batches, from one thread of the main process.
-
-    The thread is the only user of the store while it runs (`close` joins it): SQLite works
-    without the GIL, so a batch is written while the next one is computed. At most two batches
-    wait in the queue; a kill loses them, and the next run computes them again.
-    """
-
-    def __init__(self, store: Store, table: str, batch_size: int, interval: float, monitor: SystemMonitor | None):
-        self.store, self.table = store, table
-        self.batch_size, self.interval = batch_size, interval
-        self.monitor = monitor
-        self.buffer: list[dict[str, Any]] = []
-        self.last_flush = time.perf_counter()
-        self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="writer", daemon=True)
-        self._thread.start()
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.buffer.append(row)
-        if len(self.buffer) >= self.batch_size or time.perf_counter() - self.last_flush >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand the buffered rows to the writer thread (raises what a previous batch raised)."""
-        if self._error is not None:
-            raise self._error
-        if self.buffer:
-            if self.monitor is not None:
-                system = self.monitor.snapshot()
-                for row in self.buffer:
-                    row.update(system)
-            self._queue.put(self.buffer)
-            self.buffer = []
-        self.last_flush = time.perf_counter()
-
-    def close(self) -> None:
-        """Write what is buffered and wait for the thread: after this, the store is the caller's again."""
-        try:
-            self.flush()
-        finally:
-            self._queue.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def _drain(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self.store.insert(self.table, batch)
-                except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
-                    self._error = error
-
-
-def _row_tail(plan: _Planned, code: str, meta: dict) -> dict[str, Any]:
-    """The columns every row of one configuration shares, in table order (built once per configuration)."""
-    return {**plan.params_columns, "config_id": plan.config_id, "input_digest": "", "code_version": code,
-            "cache_key": "", **meta}
-
-
-def _result_row(plan: _Planned, result: dict[str, Any], track_id: str, tail: dict[str, Any]) -> dict[str, Any]:
-    """xetrack's columns, predict's result, then the configuration's shared columns and this task's keys."""
-    row = {
-        "track_id": track_id,
-        "timestamp": timestamp(),
-        "function_name": "predict",
-        "function_time": result.pop("function_time", None),
-        "cache": "",
-    }
-    row.update(result)
-    row.update(tail)
-    row["input_digest"] = plan.input_digest
-    row["cache_key"] = plan.key
-    return row
+def shared_columns(plan: Plan, code: str, meta: dict[str, Any], track_ids: dict[str, str]) -> list[dict[str, Any]]:
+    """Per configuration, the columns all its rows share: xetrack's, the parameters, the run's metadata."""
+    return [
+        {
+            "track_id": track_ids[cid],
+            "function_name": "predict",
+            "cache": "",
+            **{f"params_{k}": v for k, v in keys.params_dict(config).items()},
+            "config_id": cid,
+            "code_version": code,
+            **meta,
+        }
+        for config, cid in zip(plan.configs, plan.config_ids, strict=True)
+    ]
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -226,48 +170,54 @@ def run(
     summary = RunSummary(experiment_version=version, phase=phase, configs=grid, metadata=meta)
     summary.track_ids = {keys.config_id(c): new_track_id() for c in grid}
 
-    planned = plan_tasks(grid, items, code)
-    summary.tasks = len(planned)
+    plan = plan_tasks(grid, items, code)
+    summary.tasks = len(plan)
     table = cfg.predictions_table
     use_cache = cfg.run.cache if options.use_cache is None else options.use_cache
 
     with Store(cfg.db_path) as store:
-        try:
-            store.ensure_table(table)
-            todo = _resume(store, table, planned, version, phase, options.only_errors, summary)
-            progress = Progress(summary.tasks, label=f"{version} {phase}") if options.show_progress else None
-            if progress:
-                progress.skip(summary.resumed)
-            if use_cache and todo:
-                todo = _log_cache_hits(store, table, todo, meta, summary, progress)
-            if todo:  # many batch commits ahead: WAL (one commit, like the cache hits', needs none)
-                store.begin_bulk()
-            _compute(cfg, options, store, table, todo, predict_fn, code, meta, summary, progress)
-            if progress:
-                progress.close()
-        finally:
-            store.end_bulk()
+        store.ensure_table(table)
+        todo = _resume(store, table, plan, version, phase, options.only_errors, summary)
+        if not todo:
+            summary.seconds = time.perf_counter() - started
+            return summary
+        recorder = RunRecorder(store, table, shared_columns(plan, code, meta, summary.track_ids))
+        progress = Progress(summary.tasks, label=f"{version} {phase}") if options.show_progress else None
+        if progress:
+            progress.skip(summary.resumed)
+        if use_cache:
+            todo = _log_cache_hits(recorder, plan, todo, summary, progress)
+        _compute(cfg, options, recorder, plan, todo, predict_fn, summary, progress)
+        if progress:
+            progress.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _log_cache_hits(
-    store: Store, table: str, todo: list[_Planned], meta: dict, summary: RunSummary, progress: Progress | None
-) -> list[_Planned]:
+    recorder: RunRecorder, plan: Plan, todo: list[int], summary: RunSummary, progress: Progress | None
+) -> list[int]:
     """Record the tasks an earlier run computed without error as cache hits; return the others."""
-    hits = store.successful_keys(table, [(p.config_id, p.item.get("input_id"), p.key) for p in todo])
-    if not hits:
+    if not recorder.has_cached_rows():  # a new benchmark: no need to list what is wanted
         return todo
-    summary.cache_hits = store.copy_cached_rows(table, [rowid for rowid, _ in hits.values()], meta, summary.track_ids)
+    n = len(plan.items)
+    wanted = [(index // n, plan.items[index % n].get("input_id"), plan.keys[index]) for index in todo]
+    hits = recorder.copy_cache_hits(wanted)
+    summary.cache_hits = len(hits)
     if progress:
         progress.skip(summary.cache_hits, cache_hits=summary.cache_hits)
-    return [p for p in todo if p.key not in hits]
+    if not hits:
+        return todo
+    if len(hits) == len(todo):
+        return []
+    hit = set(hits)
+    return [index for position, index in enumerate(todo) if position not in hit]
 
 
 def _resume(
-    store: Store, table: str, planned: list[_Planned], version: str, phase: str, only_errors: bool, summary: RunSummary
-) -> list[_Planned]:
-    """The tasks this run still has to do, given what this experiment version already recorded.
+    store: Store, table: str, plan: Plan, version: str, phase: str, only_errors: bool, summary: RunSummary
+) -> list[int]:
+    """The tasks (plan indexes) this run still has to do, given what this experiment version already recorded.
 
     Resume is by (configuration, input), so one version never holds two rows for the same
     prediction. A recorded row counts as done only when it is error-free and has the key this run
@@ -282,9 +232,10 @@ def _resume(
         if only_errors:
             summary.tasks = 0
             return []
-        return planned
+        return list(range(len(plan)))
     summary.track_ids.update(store.track_ids(table, where))
-    wanted = {(p.config_id, str(p.item.get("input_id"))): p.key for p in planned}
+    pairs = [plan.pair(index) for index in range(len(plan))]
+    wanted = dict(zip(pairs, plan.keys, strict=True))
     done: set[tuple[str, str]] = set()
     redo: dict[int, str] = {}  # rowid -> why it is recomputed
     for rowid, key, cid, iid, failed in recorded:
@@ -302,35 +253,66 @@ def _resume(
         for reason in sorted(set(redo.values())):
             rowids = [rowid for rowid, why in redo.items() if why == reason]
             store.move_rows(table, history_table(table), rowids, {"moved_at": moved_at, "moved_because": reason})
-    todo = [p for p in planned if (p.config_id, str(p.item.get("input_id"))) not in done]
+    todo = [index for index, pair in enumerate(pairs) if pair not in done]
     if only_errors:
         failed_pairs = {(cid, iid) for rowid, _, cid, iid, failed in recorded if failed} - done
-        todo = [p for p in todo if (p.config_id, str(p.item.get("input_id"))) in failed_pairs]
+        todo = [index for index in todo if pairs[index] in failed_pairs]
         summary.tasks = len(todo)
     else:
-        summary.resumed = len(planned) - len(todo)
+        summary.resumed = len(plan) - len(todo)
     return todo
+
+
+class _Batch:
+    """Computed rows waiting to be recorded, grouped by the names of their varying columns.
+
+    A row is (configuration index, timestamp, *predict's result, input_digest, cache_key): the
+    columns its configuration shares are stored once (store.RunRecorder). Written every
+    `size` rows or `interval` seconds, so a killed run loses at most one batch.
+    """
+
+    def __init__(self, recorder: RunRecorder, size: int, interval: float, monitor: SystemMonitor | None):
+        self.recorder, self.size, self.interval, self.monitor = recorder, size, interval, monitor
+        self.groups: dict[tuple[str, ...], list[tuple]] = {}
+        self.count = 0
+        self.last_write = time.perf_counter()
+
+    def add(self, config_index: int, result: dict[str, Any], input_digest: str, key: str) -> None:
+        names = ("timestamp", *result, "input_digest", "cache_key")
+        rows = self.groups.get(names)
+        if rows is None:
+            rows = self.groups[names] = []
+        rows.append((config_index, timestamp(), *result.values(), input_digest, key))
+        self.count += 1
+        if self.count >= self.size or time.perf_counter() - self.last_write >= self.interval:
+            self.write()
+
+    def write(self) -> None:
+        if self.count:
+            system = self.monitor.snapshot() if self.monitor is not None else None
+            self.recorder.write(self.groups, system)
+            self.groups, self.count = {}, 0
+        self.last_write = time.perf_counter()
 
 
 def _compute(
     cfg: BenchConfig,
     options: RunOptions,
-    store: Store,
-    table: str,
-    todo: list[_Planned],
+    recorder: RunRecorder,
+    plan: Plan,
+    todo: list[int],
     predict_fn: Callable,
-    code: str,
-    meta: dict,
     summary: RunSummary,
     progress: Progress | None,
 ) -> None:
-    """Execute the remaining tasks and record them; flushes what is done even when interrupted."""
+    """Execute the remaining tasks and record them; writes what is done even when interrupted."""
     if not todo:
         return
     run_settings = cfg.run
     executor = get_executor(options.executor or run_settings.executor)
     policy = RetryPolicy(run_settings.max_retries, run_settings.backoff_base_seconds, run_settings.backoff_max_seconds)
-    tasks = [Task(i, p.item, p.params) for i, p in enumerate(todo)]
+    n = len(plan.items)
+    tasks = [plan.task(index) for index in todo]
     monitor = SystemMonitor() if run_settings.log_system_params else None
     previous_handler = None
     if sys.platform != "win32":
@@ -338,7 +320,7 @@ def _compute(
             previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         except ValueError:  # not the main thread
             previous_handler = None
-    writer = _Writer(store, table, run_settings.write_batch_size, run_settings.write_interval_seconds, monitor)
+    batch = _Batch(recorder, run_settings.write_batch_size, run_settings.write_interval_seconds, monitor)
     results = executor(
         predict_fn,
         tasks,
@@ -346,20 +328,17 @@ def _compute(
         workers=options.workers or run_settings.workers,
         scheduler=options.scheduler,
     )
-    firsts = {p.config_id: p for p in todo}  # one task per configuration
-    tails = {cid: _row_tail(p, code, meta) for cid, p in firsts.items()}
+    digests, task_keys = plan.digests, plan.keys
     try:
         if monitor is not None:
             monitor.__enter__()
         min_rows = run_settings.min_rows_for_error_stop
         for index, result in results:
-            plan = todo[index]
             failed = bool(result.get("error"))
             summary.computed += 1
             summary.errors += failed
             summary.retries += result["retry_count"]
-            cid = plan.config_id
-            writer.add(_result_row(plan, result, summary.track_ids[cid], tails[cid]))
+            batch.add(index // n, result, digests[index % n], task_keys[index])
             if progress:
                 progress.update(1, failed)
             # The rate can only cross the threshold on an error, or when min_rows is reached.
@@ -376,7 +355,7 @@ def _compute(
         close = getattr(results, "close", None)
         if close:
             close()
-        writer.close()
+        batch.write()
         if monitor is not None:
             monitor.__exit__()
         if previous_handler is not None:

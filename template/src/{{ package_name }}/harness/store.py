@@ -16,22 +16,24 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
 # Indexes by the columns they need: the cache looks computed, error-free rows up by
-# (configuration, input) and then compares the key; resume, metrics and retry-errors read one
+# (configuration, input, key), all read from the index; resume, metrics and retry-errors read one
 # experiment version. Every index slows each insert, and an index on the random cache_key alone
 # would cost 40% of the write throughput, while these two grow mostly at their end. The cache's
 # index is partial: cache-hit and error rows are never looked up, so they are not in it.
 CACHE_ROWS = "cache = '' AND error IS NULL"
 INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
-    "computed": (("config_id", "input_id"), CACHE_ROWS),
+    "cached": (("config_id", "input_id", "cache_key"), CACHE_ROWS),
     "version": (("experiment_version", "config_id", "input_id"), ""),
 }
+RETIRED_INDEXES = ("computed",)  # replaced by "cached", which also holds the key
+
 # Cell types SQLite binds as they are (NaN floats are stored as NULL by SQLite itself).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -142,10 +144,14 @@ class Store:
     def __init__(self, path: Path | str, timeout: float = 60.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Used by one thread at a time, but not always the one that opened it (the run's writer thread).
+        # Used by one thread at a time, not necessarily the one that opened it.
         self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        # A rollback journal, not WAL: between runs the file is self-contained (what DVC versions),
+        # and a run's few large batch commits cost less than WAL's second copy of every page.
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self._bulk = False
+        # A batch of 10,000 rows is a few MB of pages: kept in memory until its commit, not spilled
+        # (a spill costs an extra journal sync), with a 64 MB page cache instead of 2 MB.
+        self.conn.execute("PRAGMA cache_size=-65536")
         # Key lists for cache look-ups live in memory, not in a temporary file.
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self._columns: dict[str, dict[str, str]] = {}
@@ -175,20 +181,27 @@ class Store:
         """Add a column for every new key, typed by its first non-null value (like xetrack)."""
         known = self.columns(table)
         new = [k for k in (keys or dict.fromkeys(chain.from_iterable(rows))) if k not in known]
-        if not new:  # the usual case: one pass over the keys, in C
+        if new:  # the usual case is none: one pass over the keys, in C
+            first = {key: next((row[key] for row in rows if row.get(key) is not None), None) for key in new}
+            self.add_columns(table, first)
+
+    def add_columns(self, table: str, examples: dict[str, Any]) -> None:
+        """Add the columns of `examples` the table lacks, in that order, typed by the example value."""
+        known = self.columns(table)
+        missing = {key: value for key, value in examples.items() if key not in known}
+        if not missing:
             return
-        missing: dict[str, str] = {}
-        for key in new:
-            value = next((row[key] for row in rows if row.get(key) is not None), None)
-            missing[key] = "TEXT" if value is None else sql_type(value)
-        for key, dtype in missing.items():
-            self.conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(key)} {dtype}")
-        if missing:
+        with self.transaction():  # one commit (one fsync) for all of them, not one each
+            for key, value in missing.items():
+                dtype = "TEXT" if value is None else sql_type(value)
+                self.conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(key)} {dtype}")
             self.columns(table, refresh=True)
             self._ensure_indexes(table)
 
     def _ensure_indexes(self, table: str) -> None:
         known = self.columns(table)
+        for suffix in RETIRED_INDEXES:
+            self.conn.execute(f"DROP INDEX IF EXISTS {quote(f'ix_{table}_{suffix}')}")
         for suffix, (columns, where) in INDEXES.items():
             needed = set(columns) | ({"cache", "error"} if where else set())
             if needed <= set(known):
@@ -202,26 +215,6 @@ class Store:
         self.columns(table, refresh=True)
 
     # -- writing ------------------------------------------------------------------------------
-    def begin_bulk(self) -> None:
-        """Write-ahead logging while a run records: a commit costs no fsync, so batches stay cheap.
-
-        `end_bulk` returns to a rollback journal, so between runs the database is one
-        self-contained file (what DVC versions and xetrack expects). A killed run leaves the
-        file in WAL mode with its -wal file; SQLite recovers it at the next open.
-        """
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # Checkpoint (copy the log into the file, with an fsync) every ~40 MB, not every 4 MB.
-        self.conn.execute("PRAGMA wal_autocheckpoint=10000")
-        self._bulk = True
-
-    def end_bulk(self) -> None:
-        if self._bulk:
-            self._bulk = False
-            try:
-                self.conn.execute("PRAGMA journal_mode=DELETE")
-            except sqlite3.OperationalError:  # a reader holds the file: it stays in WAL mode, still valid
-                pass
-
     def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Insert rows in one transaction; keys missing from a row are NULL."""
         if not rows:
@@ -237,8 +230,7 @@ class Store:
 
     def _insert_sql(self, table: str, keys: Sequence[str]) -> str:
         return (
-            f"INSERT INTO {quote(table)} ({', '.join(quote(k) for k in keys)}) "
-            f"VALUES ({', '.join('?' for _ in keys)})"
+            f"INSERT INTO {quote(table)} ({', '.join(quote(k) for k in keys)}) VALUES ({', '.join('?' for _ in keys)})"
         )
 
     def move_rows(self, table: str, target: str, rowids: Sequence[int], extra: dict[str, Any]) -> int:
@@ -274,42 +266,7 @@ class Store:
             cursor = self.conn.execute(f"DELETE FROM {quote(table)} WHERE {clause}", tuple(where.values()))
         return cursor.rowcount
 
-    # -- cache --------------------------------------------------------------------------------
-    def _key_table(self, wanted: Iterable[tuple[str, Any, str]]) -> None:
-        """Load (config_id, input_id, cache_key) triples into an in-memory temp table, in one transaction."""
-        # No key on the temp table: it is only scanned, each row probing the (config_id, input_id) index.
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_keys (config_id, input_id, cache_key)")
-        self.conn.execute("BEGIN")
-        try:
-            self.conn.execute("DELETE FROM temp.wanted_keys")
-            self.conn.executemany("INSERT INTO temp.wanted_keys VALUES (?, ?, ?)", wanted)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def successful_keys(
-        self, table: str, wanted: Iterable[tuple[str, Any, str]], where: dict[str, Any] | None = None
-    ) -> dict[str, tuple[int, str]]:
-        """cache_key -> (rowid, track_id) of error-free computed rows (the oldest wins).
-
-        `wanted` holds (config_id, input_id, cache_key) triples: rows are found through the
-        (config_id, input_id) index, then matched on the key.
-        """
-        needed = {"cache_key", "cache", "error", "config_id", "input_id"} | set(where or {})
-        if not self.has_table(table) or not needed <= set(self.columns(table)):
-            return {}
-        self._key_table(wanted)
-        clause = "".join(f" AND t.{quote(k)} = ?" for k in (where or {}))
-        rows = self.conn.execute(
-            f"SELECT t.cache_key, MIN(t.rowid), t.track_id FROM temp.wanted_keys w "
-            f"CROSS JOIN {quote(table)} t ON t.config_id = w.config_id AND t.input_id = w.input_id "
-            f"AND t.cache_key = w.cache_key "
-            f"WHERE t.cache = '' AND t.error IS NULL{clause} GROUP BY t.cache_key",  # = CACHE_ROWS
-            tuple((where or {}).values()),
-        ).fetchall()
-        return {key: (rowid, track_id) for key, rowid, track_id in rows}
-
+    # -- resume -------------------------------------------------------------------------------
     def recorded(self, table: str, where: dict[str, Any]) -> list[tuple[int, str, str, str, bool]]:
         """(rowid, cache_key, config_id, input_id, failed) of every row matching `where`.
 
@@ -336,39 +293,6 @@ class Store:
             tuple(where.values()),
         ).fetchall()
         return {cid: track_id for cid, track_id in rows if track_id}
-
-    def copy_cached_rows(
-        self, table: str, rowids: Sequence[int], metadata: dict[str, Any], track_ids: dict[str, str]
-    ) -> int:
-        """Log cache hits: copy computed rows with `cache` = the track_id that computed them.
-
-        One INSERT ... SELECT for all hits, so a fully cached re-run costs milliseconds.
-        `metadata` holds the columns that describe this run; `track_ids` maps config_id to this
-        run's track_id for that configuration.
-        """
-        if not rowids:
-            return 0
-        self.ensure_columns(table, [metadata])
-        fixed = {"cache", "function_time", "track_id", "timestamp", *metadata}
-        copied = [c for c in self.columns(table) if c not in fixed]
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS hit_rows (rid INTEGER PRIMARY KEY)")
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_tracks (config_id TEXT PRIMARY KEY, track_id TEXT)")
-        track_expr = "(SELECT r.track_id FROM temp.run_tracks r WHERE r.config_id = t.config_id)"
-        target = ["track_id", "timestamp", "cache", "function_time", *metadata, *copied]
-        select = [track_expr, "?", "t.track_id", "0.0", *("?" for _ in metadata), *(f"t.{quote(c)}" for c in copied)]
-        params = [timestamp(), *(to_cell(v) for v in metadata.values())]
-        sql = (
-            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in target)}) "
-            f"SELECT {', '.join(select)} FROM {quote(table)} t JOIN temp.hit_rows h ON h.rid = t.rowid "
-            f"ORDER BY t.rowid"
-        )
-        with self.transaction():
-            self.conn.execute("DELETE FROM temp.hit_rows")
-            self.conn.executemany("INSERT OR IGNORE INTO temp.hit_rows VALUES (?)", ((r,) for r in rowids))
-            self.conn.execute("DELETE FROM temp.run_tracks")
-            self.conn.executemany("INSERT INTO temp.run_tracks VALUES (?, ?)", list(track_ids.items()))
-            cursor = self.conn.execute(sql, params)
-        return cursor.rowcount
 
     # -- reading ------------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -401,12 +325,20 @@ class Store:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock."""
+    """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock.
+
+    Inside a transaction already open on the connection it does nothing: the outer one commits
+    (so adding columns while writing a batch costs one commit, not two).
+    """
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.outer = False
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.conn.in_transaction:
+            return self.conn
+        self.outer = True
         for attempt in range(50):
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -418,4 +350,147 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if self.outer:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+STAGED_FIRST = ("track_id", "timestamp", "function_name", "function_time", "cache")  # xetrack's column order
+
+
+class RunRecorder:
+    """Writes a run's rows, storing the columns one configuration's rows share once per run.
+
+    Template-owned. Most of a row repeats its configuration's columns (parameters, environment,
+    track_id), and binding values from Python is most of the cost of `executemany`. So the
+    shared columns sit in a temporary table, one row per configuration; a batch binds only
+    the columns that vary, into a staging table, and one INSERT ... SELECT joins the two inside
+    SQLite. The predictions table gets the same columns and values as inserting whole rows.
+
+    A staged row is (configuration index, *values) for a tuple of varying column names; rows
+    with other names (an error row's extra `traceback`) go to a staging table of their own. A
+    name in both wins as: batch constants, then shared columns, then the first varying one.
+    """
+
+    def __init__(self, store: Store, table: str, shared: Sequence[dict[str, Any]]):
+        self.store, self.table = store, table
+        self.shared_names = list(dict.fromkeys(chain.from_iterable(shared)))
+        self.shared = [{name: row.get(name) for name in self.shared_names} for row in shared]
+        self._stages: dict[tuple[str, ...], str] = {}
+        conn = store.conn
+        conn.execute("DROP TABLE IF EXISTS temp.run_shared")
+        listed = "".join(f", {quote(name)}" for name in self.shared_names)
+        conn.execute(f"CREATE TEMP TABLE run_shared (idx INTEGER PRIMARY KEY{listed})")
+        marks = ", ".join("?" for _ in range(len(self.shared_names) + 1))
+        values = [(index, *row.values()) for index, row in enumerate(self.shared)]
+        conn.executemany(f"INSERT INTO temp.run_shared VALUES ({marks})", plain_cells(values))
+
+    # -- computed rows -------------------------------------------------------------------------
+    def write(self, groups: dict[tuple[str, ...], list[tuple]], constants: dict[str, Any] | None = None) -> int:
+        """Insert batches of staged rows, in one transaction; `constants` are columns of the whole batch."""
+        constants = constants or {}
+        groups = {names: rows for names, rows in groups.items() if rows}
+        if not groups:
+            return 0
+        conn, written = self.store.conn, 0
+        with self.store.transaction():
+            self._add_columns(groups, constants)
+            for names, rows in groups.items():
+                stage = self._stage(names)
+                conn.executemany(
+                    f"INSERT INTO temp.{stage} VALUES ({', '.join('?' for _ in range(len(names) + 1))})",
+                    plain_cells(rows),
+                )
+                conn.execute(self._insert_sql(stage, names, constants), [to_cell(v) for v in constants.values()])
+                conn.execute(f"DELETE FROM temp.{stage}")
+                written += len(rows)
+        return written
+
+    def _stage(self, names: tuple[str, ...]) -> str:
+        stage = self._stages.get(names)
+        if stage is None:
+            stage = self._stages[names] = f"run_stage_{len(self._stages)}"
+            columns = ", ".join(f"c{i}" for i in range(len(names) + 1))
+            self.store.conn.execute(f"DROP TABLE IF EXISTS temp.{stage}")
+            self.store.conn.execute(f"CREATE TEMP TABLE {stage} ({columns})")
+        return stage
+
+    def _insert_sql(self, stage: str, names: tuple[str, ...], constants: dict[str, Any]) -> str:
+        sources: dict[str, str] = {}
+        for position, name in enumerate(names, start=1):
+            sources.setdefault(name, f"s.c{position}")
+        sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
+        sources.update(dict.fromkeys(constants, "?"))
+        ordered = {name: sources[name] for name in self.store.columns(self.table) if name in sources}
+        return (
+            f"INSERT INTO {quote(self.table)} ({', '.join(map(quote, ordered))}) "
+            f"SELECT {', '.join(ordered.values())} FROM temp.{stage} s JOIN temp.run_shared r ON r.idx = s.c0 "
+            f"ORDER BY s.rowid"
+        )
+
+    def _add_columns(self, groups: dict[tuple[str, ...], list[tuple]], constants: dict[str, Any]) -> None:
+        """New columns in xetrack's order: its own first, then varying, shared and batch columns."""
+        known = self.store.columns(self.table)
+        names = dict.fromkeys((*chain.from_iterable(groups), *self.shared_names, *constants))
+        if names.keys() <= known.keys():  # the usual case
+            return
+        examples: dict[str, Any] = {}
+        for group, rows in groups.items():
+            for position, name in enumerate(group, start=1):
+                if examples.get(name) is None:
+                    examples[name] = next((row[position] for row in rows if row[position] is not None), None)
+        for name in self.shared_names:
+            examples[name] = next((row[name] for row in self.shared if row[name] is not None), None)
+        examples.update(constants)
+        order = [n for n in STAGED_FIRST if n in names] + [n for n in names if n not in STAGED_FIRST]
+        self.store.add_columns(self.table, {name: examples.get(name) for name in order})
+
+    # -- cache hits ----------------------------------------------------------------------------
+    def has_cached_rows(self) -> bool:
+        """Whether any configuration of this run has an error-free computed row (one index probe)."""
+        if not {"config_id", "input_id", "cache_key", "cache", "error"} <= self.store.columns(self.table).keys():
+            return False
+        found = self.store.conn.execute(
+            f"SELECT 1 FROM {quote(self.table)} WHERE config_id IN (SELECT config_id FROM temp.run_shared) "
+            f"AND {CACHE_ROWS} LIMIT 1"
+        ).fetchone()
+        return found is not None
+
+    def copy_cache_hits(self, wanted: Sequence[tuple[int, Any, str]]) -> list[int]:
+        """Log the tasks an earlier run computed without error as cache hits; return their positions.
+
+        `wanted` holds (configuration index, input_id, cache_key) per task. Each is matched, in
+        the cache's index, to the oldest error-free computed row with that key, which is copied
+        with this run's shared columns, `cache` = the track_id that computed it and no
+        function_time: three statements inside SQLite, whatever the number of hits.
+        """
+        table = quote(self.table)
+        if not wanted or not self.has_cached_rows():
+            return []
+        conn = self.store.conn
+        self.store.add_columns(self.table, dict(zip(self.shared_names, self.shared[0].values(), strict=True)))
+        sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
+        sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
+        sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
+        for name in ("DROP TABLE IF EXISTS temp.run_wanted", "DROP TABLE IF EXISTS temp.run_hits"):
+            conn.execute(name)
+        conn.execute("CREATE TEMP TABLE run_wanted (cfg, input_id, cache_key)")
+        conn.execute("CREATE TEMP TABLE run_hits (seq INTEGER PRIMARY KEY, rid)")
+        with self.store.transaction():
+            conn.executemany("INSERT INTO temp.run_wanted VALUES (?, ?, ?)", wanted)
+            # OR IGNORE keeps the first match of each task: the oldest row, as the index lists rowids in
+            # order. The conditions on cache and error are CACHE_ROWS, so the partial index is used.
+            conn.execute(
+                f"INSERT OR IGNORE INTO temp.run_hits SELECT w.rowid - 1, t.rowid FROM temp.run_wanted w "
+                f"JOIN temp.run_shared r ON r.idx = w.cfg CROSS JOIN {table} t ON t.config_id = r.config_id "
+                f"AND t.input_id = w.input_id AND t.cache_key = w.cache_key AND t.cache = '' AND t.error IS NULL "
+                f"ORDER BY w.rowid, t.rowid"
+            )
+            copied = conn.execute(
+                f"INSERT INTO {table} ({', '.join(map(quote, sources))}) SELECT {', '.join(sources.values())} "
+                f"FROM temp.run_hits h JOIN {table} t ON t.rowid = h.rid JOIN temp.run_wanted w ON w.rowid = h.seq + 1 "
+                f"JOIN temp.run_shared r ON r.idx = w.cfg ORDER BY h.seq",
+                (timestamp(),),
+            ).rowcount
+        if copied == len(wanted):
+            return list(range(copied))
+        return [seq for (seq,) in conn.execute("SELECT seq FROM temp.run_hits ORDER BY seq")]

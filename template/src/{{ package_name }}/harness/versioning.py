@@ -214,7 +214,7 @@ def tag_message(rows: Sequence[dict[str, Any]], metrics: Sequence[str], data: st
     best, metric = best_row(rows, metrics)
     params = [k for k in best if k.startswith(schema.PREFIX)]
     varying = [k for k in params if len({str(r.get(k)) for r in rows}) > 1] or params[:1]
-    parts = [f"{SHORT_NAMES.get(k[len(schema.PREFIX):], k[len(schema.PREFIX):])}={fmt(best[k])}" for k in varying]
+    parts = [f"{SHORT_NAMES.get(k[len(schema.PREFIX) :], k[len(schema.PREFIX) :])}={fmt(best[k])}" for k in varying]
     if metric:
         parts.append(f"{SHORT_NAMES.get(metric, metric)}={fmt(best[metric])}")
     parts.append(f"data={data}")
