@@ -16,8 +16,10 @@ What it does, so the figures can be trusted:
 
 Imports and interpreter start-up are excluded from every timing (each side is warmed up once).
 Each measure is the best of `--repeat` runs (like `timeit`): the machine is shared, and the best
-run is the one least disturbed by other work. The guide's per-row pattern costs about 1 ms a row,
-so it is timed on fewer rows and reported as a rate; so is the 50 ms serial API run.
+run is the one least disturbed by other work. Before each timed run the OS writes its dirty pages
+out (`os.sync()`), so one run's disk write-back does not land in the next one's commits. The
+guide's per-row pattern costs about 1 ms a row, so it is timed on fewer rows (best of 3) and
+reported as a rate; so is the 50 ms serial API run.
 
 "Raw executemany" inserts exactly the rows the harness recorded, in one transaction, into the
 same table: the same CREATE TABLE and the harness's two indexes (the cache and resume look-ups
@@ -92,6 +94,12 @@ def predict(item, params):
 '''
 
 
+def settle() -> None:
+    """Write the OS's dirty pages out before a timed run, so the previous run's write-back does not
+    slow this one's commits (fsync waits on a busy disk): every side of every ratio gets the same."""
+    os.sync()
+
+
 def render(destination: Path) -> Path:
     """Render the template's working tree with defaults, then install the benchmark workload."""
     from copier import run_copy
@@ -137,6 +145,7 @@ class Harness:
             experiment_version=version, executor=executor, workers=workers, show_progress=True
         )
         cfg = self.cfg(db, **run)
+        settle()
         started = time.perf_counter()
         summary = self.runner.run(cfg, options)
         return time.perf_counter() - started, summary
@@ -167,6 +176,7 @@ def guide_pattern(h: Harness, n: int, db: Path, cache: Path) -> tuple[float, flo
     rates = []
     for _ in range(2):
         tracker = Tracker(str(db), cache=str(cache), warnings=False)
+        settle()
         started = time.perf_counter()
         for item in items:
             tracker.track(h.predict.predict, args=[item, params])
@@ -202,6 +212,7 @@ def raw_executemany(source: Path, table: str, version: str, indexes: bool, repea
         for statement in index_sql if indexes else ():
             con.execute(statement)
         con.commit()
+        settle()
         started = time.perf_counter()
         con.executemany(sql, rows)
         con.commit()
@@ -216,7 +227,7 @@ def main() -> int:
     parser.add_argument("--guide-rows", type=int, default=2_000, help="rows timed with the guide's per-row pattern")
     parser.add_argument("--api-rows", type=int, default=2_000, help="rows of the simulated API run (threads)")
     parser.add_argument("--api-serial-rows", type=int, default=200, help="rows of the serial simulated API run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measure; the best is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per measure; the best is kept")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
@@ -233,7 +244,7 @@ def main() -> int:
         h.run("warmup.db", "w1")
         guide_pattern(h, 50, work / "guide-warmup.db", work / "guide-warmup-cache")
 
-        guide_first, guide_rerun = best_guide(h, min(args.repeat, 2), args.guide_rows)
+        guide_first, guide_rerun = best_guide(h, min(args.repeat, 3), args.guide_rows)
         print(f"guide per-row pattern ({args.guide_rows:,} rows): {guide_first:,.0f} rows/s, "
               f"re-run {guide_rerun:,.0f} rows/s")
 

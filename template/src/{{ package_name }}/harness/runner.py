@@ -115,6 +115,14 @@ def latest_version(cfg: BenchConfig) -> str | None:
     return rows[0][0] if rows else None
 
 
+def unique_configs(grid: Sequence[Any]) -> list[Any]:
+    """The grid in its order, each configuration once (listed twice, it would be computed twice)."""
+    unique: dict[str, Any] = {}
+    for config in grid:
+        unique.setdefault(keys.config_id(config), config)
+    return list(unique.values())
+
+
 def plan_tasks(grid: Sequence[Any], items: Sequence[dict], code: str) -> Plan:
     """Every (configuration, input) pair with its stable cache key."""
     items = list(items)
@@ -163,7 +171,7 @@ def run(
     items = data_mod.load_items(limit=limit)
     if options.only_input_ids is not None:
         items = [i for i in items if str(i.get("input_id")) in options.only_input_ids]
-    grid = list(params_mod.grid())
+    grid = unique_configs(params_mod.grid())
     code = keys.code_version(predict_mod)
     version = options.experiment_version or ("dev" if phase == "dev" else env.next_experiment_version(cfg.root))
     meta = env.environment_metadata(cfg.root, cfg.data_path, version, phase)
@@ -200,9 +208,7 @@ def _log_cache_hits(
     """Record the tasks an earlier run computed without error as cache hits; return the others."""
     if not recorder.has_cached_rows():  # a new benchmark: no need to list what is wanted
         return todo
-    n = len(plan.items)
-    wanted = [(index // n, plan.items[index % n].get("input_id"), plan.keys[index]) for index in todo]
-    hits = recorder.copy_cache_hits(wanted)
+    hits = recorder.copy_cache_hits(plan.keys if len(todo) == len(plan) else [plan.keys[index] for index in todo])
     summary.cache_hits = len(hits)
     if progress:
         progress.skip(summary.cache_hits, cache_hits=summary.cache_hits)

@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +384,8 @@ class RunRecorder:
         marks = ", ".join("?" for _ in range(len(self.shared_names) + 1))
         values = [(index, *row.values()) for index, row in enumerate(self.shared)]
         conn.executemany(f"INSERT INTO temp.run_shared VALUES ({marks})", plain_cells(values))
+        if "config_id" in self.shared_names:  # cache hits find their configuration's columns by it
+            conn.execute("CREATE INDEX temp.run_shared_config ON run_shared (config_id)")
 
     # -- computed rows -------------------------------------------------------------------------
     def write(self, groups: dict[tuple[str, ...], list[tuple]], constants: dict[str, Any] | None = None) -> int:
@@ -455,42 +458,38 @@ class RunRecorder:
         ).fetchone()
         return found is not None
 
-    def copy_cache_hits(self, wanted: Sequence[tuple[int, Any, str]]) -> list[int]:
+    def copy_cache_hits(self, wanted: Sequence[str]) -> list[int]:
         """Log the tasks an earlier run computed without error as cache hits; return their positions.
 
-        `wanted` holds (configuration index, input_id, cache_key) per task. Each is matched, in
-        the cache's index, to the oldest error-free computed row with that key, which is copied
-        with this run's shared columns, `cache` = the track_id that computed it and no
-        function_time: three statements inside SQLite, whatever the number of hits.
+        `wanted` holds each task's cache_key (it names the configuration, the code version and
+        the input, id included). The keys of this run's configurations' error-free computed rows
+        come from the cache's index in one query; each task whose key is there is copied from the
+        oldest such row, with this run's shared columns, `cache` = the track_id that computed it
+        and no function_time, by one INSERT ... SELECT over the row ids (passed as one JSON array).
         """
         table = quote(self.table)
         if not wanted or not self.has_cached_rows():
             return []
         conn = self.store.conn
+        found = conn.execute(
+            f"SELECT cache_key, rowid FROM {table} "
+            f"WHERE config_id IN (SELECT config_id FROM temp.run_shared) AND {CACHE_ROWS}"
+        ).fetchall()
+        oldest = dict(sorted(found, key=itemgetter(1), reverse=True))  # the last assignment, the smallest rowid, wins
+        matches = [(position, rowid) for position, rowid in enumerate(map(oldest.get, wanted)) if rowid is not None]
+        if not matches:
+            return []
         self.store.add_columns(self.table, dict(zip(self.shared_names, self.shared[0].values(), strict=True)))
         sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
         sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
         sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
-        for name in ("DROP TABLE IF EXISTS temp.run_wanted", "DROP TABLE IF EXISTS temp.run_hits"):
-            conn.execute(name)
-        conn.execute("CREATE TEMP TABLE run_wanted (cfg, input_id, cache_key)")
-        conn.execute("CREATE TEMP TABLE run_hits (seq INTEGER PRIMARY KEY, rid)")
+        rowids = json.dumps([rowid for _, rowid in matches])
         with self.store.transaction():
-            conn.executemany("INSERT INTO temp.run_wanted VALUES (?, ?, ?)", wanted)
-            # OR IGNORE keeps the first match of each task: the oldest row, as the index lists rowids in
-            # order. The conditions on cache and error are CACHE_ROWS, so the partial index is used.
+            # In the order of the array (json_each is the outer loop): the tasks' order.
             conn.execute(
-                f"INSERT OR IGNORE INTO temp.run_hits SELECT w.rowid - 1, t.rowid FROM temp.run_wanted w "
-                f"JOIN temp.run_shared r ON r.idx = w.cfg CROSS JOIN {table} t ON t.config_id = r.config_id "
-                f"AND t.input_id = w.input_id AND t.cache_key = w.cache_key AND t.cache = '' AND t.error IS NULL "
-                f"ORDER BY w.rowid, t.rowid"
-            )
-            copied = conn.execute(
                 f"INSERT INTO {table} ({', '.join(map(quote, sources))}) SELECT {', '.join(sources.values())} "
-                f"FROM temp.run_hits h JOIN {table} t ON t.rowid = h.rid JOIN temp.run_wanted w ON w.rowid = h.seq + 1 "
-                f"JOIN temp.run_shared r ON r.idx = w.cfg ORDER BY h.seq",
-                (timestamp(),),
-            ).rowcount
-        if copied == len(wanted):
-            return list(range(copied))
-        return [seq for (seq,) in conn.execute("SELECT seq FROM temp.run_hits ORDER BY seq")]
+                f"FROM json_each(?) j JOIN {table} t ON t.rowid = j.value "
+                f"JOIN temp.run_shared r ON r.config_id = t.config_id",
+                (timestamp(), rowids),
+            )
+        return [position for position, _ in matches]
