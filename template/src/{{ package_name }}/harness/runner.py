@@ -272,7 +272,7 @@ def _resume(
 class _Batch:
     """Computed rows waiting to be recorded, grouped by the names of their varying columns.
 
-    A row is (configuration index, timestamp, *predict's result, input_digest, cache_key): the
+    A row is (configuration index, *predict's result, timestamp, input_digest, cache_key): the
     columns its configuration shares are stored once (store.RunRecorder). Written every
     `size` rows or `interval` seconds, so a killed run loses at most one batch.
     """
@@ -284,11 +284,11 @@ class _Batch:
         self.last_write = time.perf_counter()
 
     def add(self, config_index: int, result: dict[str, Any], input_digest: str, key: str) -> None:
-        names = ("timestamp", *result, "input_digest", "cache_key")
+        names = (*result, "timestamp", "input_digest", "cache_key")  # the harness's last: they win
         rows = self.groups.get(names)
         if rows is None:
             rows = self.groups[names] = []
-        rows.append((config_index, timestamp(), *result.values(), input_digest, key))
+        rows.append((config_index, *result.values(), timestamp(), input_digest, key))
         self.count += 1
         if self.count >= self.size or time.perf_counter() - self.last_write >= self.interval:
             self.write()

@@ -369,7 +369,7 @@ class RunRecorder:
 
     A staged row is (configuration index, *values) for a tuple of varying column names; rows
     with other names (an error row's extra `traceback`) go to a staging table of their own. A
-    name in both wins as: batch constants, then shared columns, then the first varying one.
+    name in both wins as: batch constants, then shared columns, then the last varying one.
     """
 
     def __init__(self, store: Store, table: str, shared: Sequence[dict[str, Any]]):
@@ -420,7 +420,7 @@ class RunRecorder:
     def _insert_sql(self, stage: str, names: tuple[str, ...], constants: dict[str, Any]) -> str:
         sources: dict[str, str] = {}
         for position, name in enumerate(names, start=1):
-            sources.setdefault(name, f"s.c{position}")
+            sources[name] = f"s.c{position}"
         sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
         sources.update(dict.fromkeys(constants, "?"))
         ordered = {name: sources[name] for name in self.store.columns(self.table) if name in sources}
