@@ -15,11 +15,12 @@ What it does, so the figures can be trusted:
    xetrack's per-row pattern from the guide and raw `sqlite3.executemany` of the same rows.
 
 Imports and interpreter start-up are excluded from every timing (each side is warmed up once).
-Each measure is the best of `--repeat` runs (like `timeit`): the machine is shared, and the best
-run is the one least disturbed by other work. Before each timed run the OS writes its dirty pages
-out (`os.sync()`), so one run's disk write-back does not land in the next one's commits. The
-guide's per-row pattern costs about 1 ms a row, so it is timed on fewer rows (best of 3) and
-reported as a rate; so is the 50 ms serial API run.
+The measures run in `--repeat` rounds (5), each round timing every side once, back to back: the
+machine's speed drifts over seconds here, and interleaving gives every side the same chances.
+Each rate is the best of its rounds (like `timeit`: the run least disturbed by other work). Before
+each timed run the OS writes its dirty pages out (`os.sync()`), so one run's disk write-back does
+not land in the next one's commits. The guide's per-row pattern costs about 1 ms a row, so it is
+timed on fewer rows and reported as a rate; so is the 50 ms serial API run.
 
 "Raw executemany" inserts exactly the rows the harness recorded, in one transaction, into the
 same table: the same CREATE TABLE and the harness's two indexes (the cache and resume look-ups
@@ -150,17 +151,6 @@ class Harness:
         summary = self.runner.run(cfg, options)
         return time.perf_counter() - started, summary
 
-    def best(self, repeat: int, db: str, version: str, **kwargs: Any):
-        """The fastest of `repeat` runs, each on a fresh copy of `db` (or a new database)."""
-        source = self.work / db
-        results = []
-        for attempt in range(repeat):
-            name = f"{attempt}-{db}"
-            if source.exists():
-                shutil.copy(source, self.work / name)
-            results.append(self.run(name, version, **kwargs) + (name,))
-        return min(results, key=lambda result: result[0])
-
 
 def guide_pattern(h: Harness, n: int, db: Path, cache: Path) -> tuple[float, float]:
     """Rows/s of the guide's `Tracker(..., cache=dir).track(predict, args=[item, params])` per row.
@@ -182,12 +172,6 @@ def guide_pattern(h: Harness, n: int, db: Path, cache: Path) -> tuple[float, flo
             tracker.track(h.predict.predict, args=[item, params])
         rates.append(len(items) / (time.perf_counter() - started))
     return rates[0], rates[1]
-
-
-def best_guide(h: Harness, repeat: int, n: int) -> tuple[float, float]:
-    """The best first-run and re-run rates of the guide's pattern over `repeat` fresh databases."""
-    runs = [guide_pattern(h, n, h.work / f"guide{i}.db", h.work / f"guide-cache{i}") for i in range(repeat)]
-    return max(r[0] for r in runs), max(r[1] for r in runs)
 
 
 def raw_executemany(source: Path, table: str, version: str, indexes: bool, repeat: int) -> tuple[float, int]:
@@ -221,13 +205,37 @@ def raw_executemany(source: Path, table: str, version: str, indexes: bool, repea
     return max(rates), len(columns)
 
 
+def one_round(h: Harness, args: argparse.Namespace, table: str, number: int) -> dict[str, float]:
+    """Every rate of the speed targets once, back to back (rows/s).
+
+    Rounds interleave the sides, so a slow spell of the machine (they last seconds here) lowers
+    one round of every side instead of all the runs of one side; the best round of each is kept.
+    """
+    rates: dict[str, float] = {}
+    rates["guide"], rates["guide_rerun"] = guide_pattern(
+        h, args.guide_rows, h.work / f"guide{number}.db", h.work / f"guide-cache{number}"
+    )
+    os.environ["PERF_ITEMS"] = str(args.rows)
+    seconds, summary = h.run(f"bench{number}.db", "b1")
+    assert summary.computed == args.rows, summary
+    rates["harness"] = args.rows / seconds
+    recorded = h.work / f"bench{number}.db"
+    rates["raw"], rates["columns"] = raw_executemany(recorded, table, "b1", indexes=True, repeat=1)
+    rates["bare"], _ = raw_executemany(recorded, table, "b1", indexes=False, repeat=1)
+    shutil.copy(recorded, h.work / f"cached{number}.db")
+    seconds, summary = h.run(f"cached{number}.db", "b2")
+    assert summary.cache_hits == args.rows and summary.computed == 0, summary
+    rates["cached"] = args.rows / seconds
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the recording benchmark")
     parser.add_argument("--guide-rows", type=int, default=2_000, help="rows timed with the guide's per-row pattern")
     parser.add_argument("--api-rows", type=int, default=2_000, help="rows of the simulated API run (threads)")
     parser.add_argument("--api-serial-rows", type=int, default=200, help="rows of the serial simulated API run")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per measure; the best is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of every measure; each one's best is kept")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
@@ -244,28 +252,18 @@ def main() -> int:
         h.run("warmup.db", "w1")
         guide_pattern(h, 50, work / "guide-warmup.db", work / "guide-warmup-cache")
 
-        guide_first, guide_rerun = best_guide(h, min(args.repeat, 3), args.guide_rows)
-        print(f"guide per-row pattern ({args.guide_rows:,} rows): {guide_first:,.0f} rows/s, "
-              f"re-run {guide_rerun:,.0f} rows/s")
-
-        os.environ["PERF_ITEMS"] = str(args.rows)
-        seconds, summary, bench_db = h.best(args.repeat, "bench.db", "b1")
-        assert summary.computed == args.rows, summary
-        harness_rate = args.rows / seconds
-        raw_rate, width = raw_executemany(work / bench_db, table, "b1", indexes=True, repeat=args.repeat)
-        bare_rate, _ = raw_executemany(work / bench_db, table, "b1", indexes=False, repeat=args.repeat)
-        print(f"harness serial run ({args.rows:,} rows, {width} columns): {seconds:.3f}s = {harness_rate:,.0f} rows/s; "
-              f"raw executemany of the same rows into the same table: {raw_rate:,.0f} rows/s "
-              f"(into a table without indexes: {bare_rate:,.0f} rows/s = {harness_rate / bare_rate:.0%})")
-        results.append(("recording vs guide per-row", harness_rate / guide_first, 50.0))
-        results.append(("recording vs raw executemany", harness_rate / raw_rate, 0.40))
-
-        shutil.copy(work / bench_db, work / "bench.db")
-        seconds, summary, _ = h.best(args.repeat, "bench.db", "b2")
-        assert summary.cache_hits == args.rows and summary.computed == 0, summary
-        cached_rate = args.rows / seconds
-        print(f"fully cached re-run ({args.rows:,} rows): {seconds:.3f}s = {cached_rate:,.0f} rows/s")
-        results.append(("cached re-run vs guide re-run", cached_rate / guide_rerun, 100.0))
+        rounds = [one_round(h, args, table, number) for number in range(args.repeat)]
+        best = {name: max(r[name] for r in rounds) for name in rounds[0]}  # each rate's best round
+        width = int(best.pop("columns"))
+        print(f"guide per-row pattern ({args.guide_rows:,} rows): {best['guide']:,.0f} rows/s, "
+              f"re-run {best['guide_rerun']:,.0f} rows/s")
+        print(f"harness serial run ({args.rows:,} rows, {width} columns): {best['harness']:,.0f} rows/s; "
+              f"raw executemany of the same rows into the same table: {best['raw']:,.0f} rows/s "
+              f"(into a table without indexes: {best['bare']:,.0f} rows/s = {best['harness'] / best['bare']:.0%})")
+        print(f"fully cached re-run ({args.rows:,} rows): {best['cached']:,.0f} rows/s")
+        results.append(("recording vs guide per-row", best["harness"] / best["guide"], 50.0))
+        results.append(("recording vs raw executemany", best["harness"] / best["raw"], 0.40))
+        results.append(("cached re-run vs guide re-run", best["cached"] / best["guide_rerun"], 100.0))
 
         h.predict.API_LATENCY = 0.05  # read by predict() at each call
         os.environ["PERF_ITEMS"] = str(args.api_serial_rows)
