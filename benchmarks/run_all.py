@@ -174,8 +174,8 @@ def guide_pattern(h: Harness, n: int, db: Path, cache: Path) -> tuple[float, flo
     return rates[0], rates[1]
 
 
-def raw_executemany(source: Path, table: str, version: str, indexes: bool, repeat: int) -> tuple[float, int]:
-    """Best rows/s of one `executemany` of exactly the rows the harness recorded, into a fresh table.
+def raw_executemany(source: Path, table: str, version: str, indexes: bool) -> tuple[float, int]:
+    """Rows/s of one `executemany` of exactly the rows the harness recorded, into a fresh table.
 
     The table is created by the harness's own CREATE TABLE, plus its indexes when `indexes`.
     """
@@ -187,22 +187,20 @@ def raw_executemany(source: Path, table: str, version: str, indexes: bool, repea
         columns = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
     sql = f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES ({", ".join("?" for _ in columns)})'
-    rates = []
-    for _ in range(repeat):
-        target = source.with_name("raw.db")
-        target.unlink(missing_ok=True)
-        con = sqlite3.connect(target)
-        con.execute(schema)
-        for statement in index_sql if indexes else ():
-            con.execute(statement)
-        con.commit()
-        settle()
-        started = time.perf_counter()
-        con.executemany(sql, rows)
-        con.commit()
-        rates.append(len(rows) / (time.perf_counter() - started))
-        con.close()
-    return max(rates), len(columns)
+    target = source.with_name("raw.db")
+    target.unlink(missing_ok=True)
+    con = sqlite3.connect(target)
+    con.execute(schema)
+    for statement in index_sql if indexes else ():
+        con.execute(statement)
+    con.commit()
+    settle()
+    started = time.perf_counter()
+    con.executemany(sql, rows)
+    con.commit()
+    rate = len(rows) / (time.perf_counter() - started)
+    con.close()
+    return rate, len(columns)
 
 
 def one_round(h: Harness, args: argparse.Namespace, table: str, number: int) -> dict[str, float]:
@@ -220,8 +218,8 @@ def one_round(h: Harness, args: argparse.Namespace, table: str, number: int) -> 
     assert summary.computed == args.rows, summary
     rates["harness"] = args.rows / seconds
     recorded = h.work / f"bench{number}.db"
-    rates["raw"], rates["columns"] = raw_executemany(recorded, table, "b1", indexes=True, repeat=1)
-    rates["bare"], _ = raw_executemany(recorded, table, "b1", indexes=False, repeat=1)
+    rates["raw"], rates["columns"] = raw_executemany(recorded, table, "b1", indexes=True)
+    rates["bare"], _ = raw_executemany(recorded, table, "b1", indexes=False)
     shutil.copy(recorded, h.work / f"cached{number}.db")
     seconds, summary = h.run(f"cached{number}.db", "b2")
     assert summary.cache_hits == args.rows and summary.computed == 0, summary

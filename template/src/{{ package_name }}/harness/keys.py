@@ -96,9 +96,11 @@ def key_prefix(code: str, config: str) -> str:
     return digest(code, config)
 
 
-def cache_key(code: str, config: str, item_digest: str) -> str:
-    """The key a computed row is found by in later runs: prefix of (code, configuration) + input digest.
+def cache_keys(code: str, config: str, item_digests: list[str]) -> list[str]:
+    """The keys one configuration's computed rows are found by in later runs, one per input digest.
 
-    Both halves are 16 hex characters of a sha256, so the key is as long as before and unambiguous.
+    Each is the prefix of (code, configuration) + the input digest: both halves are 16 hex
+    characters of a sha256, so the key is 32 characters and unambiguous.
     """
-    return key_prefix(code, config) + item_digest
+    prefix = key_prefix(code, config)
+    return [prefix + item_digest for item_digest in item_digests]

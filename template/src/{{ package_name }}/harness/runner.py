@@ -128,10 +128,7 @@ def plan_tasks(grid: Sequence[Any], items: Sequence[dict], code: str) -> Plan:
     items = list(items)
     digests = keys.input_digests(items)
     config_ids = [keys.config_id(config) for config in grid]
-    task_keys: list[str] = []
-    for cid in config_ids:
-        prefix = keys.key_prefix(code, cid)
-        task_keys += [prefix + item_digest for item_digest in digests]
+    task_keys = [key for cid in config_ids for key in keys.cache_keys(code, cid, digests)]
     return Plan(items, list(grid), config_ids, digests, task_keys)
 
 
@@ -206,8 +203,6 @@ def _log_cache_hits(
     recorder: RunRecorder, plan: Plan, todo: list[int], summary: RunSummary, progress: Progress | None
 ) -> list[int]:
     """Record the tasks an earlier run computed without error as cache hits; return the others."""
-    if not recorder.has_cached_rows():  # a new benchmark: no need to list what is wanted
-        return todo
     hits = recorder.copy_cache_hits(plan.keys if len(todo) == len(plan) else [plan.keys[index] for index in todo])
     summary.cache_hits = len(hits)
     if progress:

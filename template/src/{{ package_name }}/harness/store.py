@@ -1,10 +1,11 @@
 """The results database: xetrack-compatible tables written fast by a single writer.
 
 Template-owned. The file is SQLite, exactly as xetrack writes it (its DuckDB engine ATTACHes
-SQLite too), so `xetrack.Reader`, `xt` and DuckDB read it. Rows are written here with
-`sqlite3.executemany` in batches instead of xetrack's per-row `track()` (about 1 ms a row):
-xetrack's column conventions are kept (`track_id`, `timestamp`, `function_name`,
-`function_time`, `cache`, `params_<field>`), and columns are added as new keys appear.
+SQLite too), so `xetrack.Reader`, `xt` and DuckDB read it. A run's predictions are written in
+batches by `RunRecorder` (other tables by `Store.insert`, one `executemany`) instead of xetrack's
+per-row `track()` (about 1 ms a row): xetrack's column conventions are kept (`track_id`,
+`timestamp`, `function_name`, `function_time`, `cache`, `params_<field>`), and columns are added
+as new keys appear.
 
 The predictions table is also the cache: a computed, error-free row is found again by its
 `cache_key`, which is stable across processes (see keys.py).
@@ -115,8 +116,8 @@ def to_tuples(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[tuple
 def _by_columns(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, ...], list[tuple]]:
     """Rows grouped by their keys (in order), as value tuples: one INSERT statement per group.
 
-    The runner's rows nearly all have the same keys in the same order, so this is one group, built
-    without looking any key up; an error row with an extra `traceback` makes a second group.
+    Rows written together (a run's metrics rows) nearly all have the same keys in the same order,
+    so this is usually one group, built without looking any key up.
     """
     groups: dict[tuple[str, ...], list[tuple]] = {}
     for row in rows:
@@ -145,8 +146,7 @@ class Store:
     def __init__(self, path: Path | str, timeout: float = 60.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Used by one thread at a time, not necessarily the one that opened it.
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         # A rollback journal, not WAL: between runs the file is self-contained (what DVC versions),
         # and a run's few large batch commits cost less than WAL's second copy of every page.
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -479,7 +479,7 @@ class RunRecorder:
         matches = [(position, rowid) for position, rowid in enumerate(map(oldest.get, wanted)) if rowid is not None]
         if not matches:
             return []
-        self.store.add_columns(self.table, dict(zip(self.shared_names, self.shared[0].values(), strict=True)))
+        self._add_columns({}, {})  # a shared column new to the table (e.g. a new metadata key)
         sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
         sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
         sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
