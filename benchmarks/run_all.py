@@ -128,8 +128,8 @@ class Harness:
         os.environ["BENCH_ROOT"] = str(project)
         sys.path.insert(0, str(project / "src"))
         self.work = work
-        self.config = importlib.import_module(f"{PACKAGE}.harness.config")
-        self.runner = importlib.import_module(f"{PACKAGE}.harness.runner")
+        self.config = importlib.import_module("bench_harness._core.config")
+        self.runner = importlib.import_module("bench_harness._run.runner")
         self.predict = importlib.import_module(f"{PACKAGE}.predict")
         self.params = importlib.import_module(f"{PACKAGE}.params")
         self.data = importlib.import_module(f"{PACKAGE}.data")

@@ -83,7 +83,7 @@ def run_report(project: Path, db: Path) -> tuple[float, int, str]:
     env = dict(os.environ, BENCH_ROOT=str(project), BENCH_DB=str(db), PYTHONPATH=str(project / "src"))
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", f"{PACKAGE}.harness", "report", "--out", str(project / "reports")],
+        [sys.executable, "-m", "bench_harness", "report", "--out", str(project / "reports")],
         cwd=project, env=env, capture_output=True, text=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started

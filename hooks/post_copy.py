@@ -64,16 +64,16 @@ def convert_sample(config: dict) -> None:
         return
     python = ROOT / ".venv" / "bin" / "python"
     if python.exists():
-        run(str(python), "-m", f"{config['project']['package']}.harness", "prepare-data")
+        run(str(python), "-m", "bench_harness", "prepare-data")
         return
     if target.suffix == ".parquet":
         say("parquet needs pyarrow: run `make install` (it converts the sample)")
         return
-    sys.path.insert(0, str(ROOT / "src" / config["project"]["package"] / "harness"))
+    sys.path.insert(0, str(ROOT / "src"))
     try:
-        import datafiles  # the harness module is plain Python: importable on its own
+        from bench_harness._core.datafiles import convert  # stdlib only for jsonl and csv
 
-        datafiles.convert(SAMPLE, target)
+        convert(SAMPLE, target)
     finally:
         sys.path.pop(0)
     SAMPLE.unlink()

@@ -169,8 +169,8 @@ def py(project: Path, code: str, *args: str) -> Any:
 BUILD_REPORT = f"""
 import dataclasses, json, sys
 from pathlib import Path
-from {PACKAGE}.harness import report
-from {PACKAGE}.harness.config import load_config
+from bench_harness import _report as report
+from bench_harness._core.config import load_config
 data = report.build(load_config(), Path(sys.argv[1]))
 print(json.dumps(dataclasses.asdict(data)))
 """
@@ -365,7 +365,7 @@ INSPECT_CASES = {
 INSPECT = f"""
 import json, sys
 from pathlib import Path
-from {PACKAGE}.harness.inspection import inspect
+from bench_harness._checks.inspection import inspect
 import io
 print(json.dumps({{p: inspect(Path(p), "predictions", out=io.StringIO()) for p in sys.argv[1:]}}))
 """
@@ -483,8 +483,9 @@ def test_sql_shell_and_export(project: Path, report_data, tmp_path: Path) -> Non
 RESCORE = f"""
 import json, sys
 from pathlib import Path
-from {PACKAGE}.harness import rescore, report
-from {PACKAGE}.harness.config import load_config
+from bench_harness._results import rescore
+from bench_harness import _report as report
+from bench_harness._core.config import load_config
 cfg = load_config()
 parse = lambda row: json.loads(row["raw_response"])["answer"] if row.get("raw_response") else None
 done = rescore.rescore(cfg, Path(sys.argv[1]), parse=parse)
@@ -537,7 +538,7 @@ def test_real_run_validates_and_reports(project: Path, tmp_path: Path) -> None:
 
 CORRECT = f"""
 import json, duckdb
-from {PACKAGE}.harness.report import correct_sql
+from bench_harness._report import correct_sql
 cases = [['["d3", "d1"]', '["d1", "d3"]'], ['["d2", "d1"]', '["d1"]'], ["1", "1.0"], ["A", " A "], ["A", "B"],
          [None, "1"], ["[bad", "[x"]]
 con = duckdb.connect()
@@ -568,8 +569,8 @@ def test_report_macro_f1_matches_sklearn(report_data) -> None:
 BUILD_REGRESSION = f"""
 import dataclasses, json, sys
 from pathlib import Path
-from {PACKAGE}.harness import report
-from {PACKAGE}.harness.config import load_config
+from bench_harness import _report as report
+from bench_harness._core.config import load_config
 data = report.build(dataclasses.replace(load_config(), kind="regression"), Path(sys.argv[1]))
 print(json.dumps(dataclasses.asdict(data)))
 """

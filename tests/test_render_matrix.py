@@ -86,7 +86,7 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
             "run",
             "python",
             "-c",
-            f"from {cfg['project']['package']}.harness.duck import ensure_sqlite_extension as e; e()",
+            "from bench_harness._storage.duck import ensure_sqlite_extension as e; e()",
         )
     table = Reader(str(db), engine=engine, table=preds).to_df()
     computed = table[table["cache"] == ""]

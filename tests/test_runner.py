@@ -49,8 +49,8 @@ def predict(item, params):
 DUMP = """
 import json, sys
 from xetrack import Reader
-from {pkg}.harness.config import load_config
-from {pkg}.harness.duck import ensure_sqlite_extension
+from bench_harness._core.config import load_config
+from bench_harness._storage.duck import ensure_sqlite_extension
 cfg = load_config()
 if cfg.engine == "duckdb":
     ensure_sqlite_extension()

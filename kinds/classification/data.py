@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .harness.datafiles import dataset
+from bench_harness import dataset
 
 FEATURES = (
     "alcohol",

@@ -24,8 +24,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .data import FEATURES, load_training_set
-from .harness.errors import INVALID_VALUE, MISSING_FIELD, BenchmarkError, classify_exception, describe
-from .harness.segments import segment_fields
+from bench_harness import INVALID_VALUE, MISSING_FIELD, BenchmarkError, classify_exception, describe
+from bench_harness import segment_fields
 from .params import Params
 
 # None: the cache key uses a digest of this file. A string: the cache key uses it instead.

@@ -14,7 +14,7 @@ import ast
 from functools import lru_cache
 from typing import Any
 
-from .harness.datafiles import dataset
+from bench_harness import dataset
 
 
 def relevant_ids(value: Any) -> list[str]:

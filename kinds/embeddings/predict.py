@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from .data import load_corpus
-from .harness.errors import INVALID_VALUE, MISSING_FIELD, BenchmarkError, classify_exception, describe
-from .harness.segments import segment_fields
+from bench_harness import INVALID_VALUE, MISSING_FIELD, BenchmarkError, classify_exception, describe
+from bench_harness import segment_fields
 from .params import Params
 
 # None: the cache key uses a digest of this file. A string: the cache key uses it instead.

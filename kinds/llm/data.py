@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .harness.datafiles import dataset
+from bench_harness import dataset
 
 
 def load_items(limit: int | None = None) -> list[dict[str, Any]]:

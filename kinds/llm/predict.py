@@ -35,8 +35,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from .harness.config import project_root
-from .harness.errors import (
+from bench_harness import project_root
+from bench_harness import (
     API_TIMEOUT,
     CLIENT_ERROR,
     CONNECTION_ERROR,
@@ -49,7 +49,7 @@ from .harness.errors import (
     classify_exception,
     describe,
 )
-from .harness.segments import segment_fields
+from bench_harness import segment_fields
 from .params import Params
 from .scoring import extract_answer, normalise
 

@@ -18,8 +18,8 @@ import pytest
 PACKAGE = tomllib.loads((Path(__file__).resolve().parents[1] / "benchmark.toml").read_text())["project"]["package"]
 predict_module = importlib.import_module(f"{PACKAGE}.predict")
 server_module = importlib.import_module(f"{PACKAGE}.local_server")
-executors = importlib.import_module(f"{PACKAGE}.harness.executors")
-errors = importlib.import_module(f"{PACKAGE}.harness.errors")
+executors = importlib.import_module("bench_harness._run.executors")
+errors = importlib.import_module("bench_harness._core.errors")
 load_items = importlib.import_module(f"{PACKAGE}.data").load_items
 grid = importlib.import_module(f"{PACKAGE}.params").grid
 

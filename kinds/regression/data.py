@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .harness.datafiles import dataset
+from bench_harness import dataset
 
 # age (years), sex (1/2), body mass index, mean blood pressure, six blood serum measurements
 FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")

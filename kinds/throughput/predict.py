@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from .harness.errors import (
+from bench_harness import (
     API_TIMEOUT,
     CONNECTION_ERROR,
     INVALID_VALUE,
@@ -38,7 +38,7 @@ from .harness.errors import (
     classify_exception,
     describe,
 )
-from .harness.segments import segment_fields
+from bench_harness import segment_fields
 from .local_server import LocalService, handle
 from .params import Params
 

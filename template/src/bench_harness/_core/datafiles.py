@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .config import load_config
+from .._core.config import load_config
 
 FORMATS = ("jsonl", "csv", "parquet")
 

@@ -11,8 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .report import ReportData
-from .report_md import best, config_rows, extra_rows, latency_rows, num, pair_rows, quality_title, segment_rows
+from .._report.markdown import best, config_rows, extra_rows, latency_rows, num, pair_rows, quality_title, segment_rows
+from .._report.model import ReportData
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2329;background:#f6f7f9}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import ConfigStats, ReportData
+from .._report.model import ConfigStats, ReportData
 
 
 def num(value: float | None, digits: int = 4) -> str:

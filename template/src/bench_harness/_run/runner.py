@@ -19,12 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import env, keys
-from .config import BenchConfig
-from .executors import RetryPolicy, Task, get_executor
-from .monitor import SystemMonitor
-from .progress import Progress
-from .store import RunRecorder, Store, history_table, quote, timestamp
+from .._core import env
+from .._core.config import BenchConfig
+from .._run.executors import RetryPolicy, Task, get_executor
+from .._run.monitor import SystemMonitor
+from .._run.progress import Progress
+from .._storage import keys
+from .._storage.store import RunRecorder, Store, history_table, quote, timestamp
 
 
 def new_track_id() -> str:
@@ -98,9 +99,9 @@ class Plan:
 
 def user_modules() -> tuple[Any, Any, Any]:
     """The user-owned modules: params, predict, data (imported lazily: they may be heavy)."""
-    from .. import data, params, predict
+    from .._core.user import user_module
 
-    return params, predict, data
+    return user_module("params"), user_module("predict"), user_module("data")
 
 
 def latest_version(cfg: BenchConfig) -> str | None:

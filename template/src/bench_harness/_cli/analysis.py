@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import BenchConfig
+from .._core.config import BenchConfig
 
 Command = Callable[[argparse.Namespace, BenchConfig], int]
 
@@ -30,7 +30,7 @@ def _db(args: argparse.Namespace, cfg: BenchConfig, dev_default: bool = False) -
 
 def cmd_inspect(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Inspect the development results (the guide's data inspection); exit 1 on an issue."""
-    from .inspection import inspect
+    from .._checks.inspection import inspect
 
     db = _db(args, cfg, dev_default=True)
     if not db.exists():
@@ -41,7 +41,7 @@ def cmd_inspect(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def cmd_validate(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Validate an experiment's results: duplicates, NULL params, errors, cache; exit 1 on an issue."""
-    from .validate import validate
+    from .._checks.validate import validate
 
     db = _db(args, cfg)
     if not db.exists():
@@ -52,7 +52,7 @@ def cmd_validate(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def cmd_sql(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Run SQL (or @recipe) with DuckDB; the database is attached as `db`."""
-    from .analysis import run_sql
+    from .._results.analysis import run_sql
 
     if not args.query.strip():
         print(
@@ -65,21 +65,21 @@ def cmd_sql(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def cmd_duckdb(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """A DuckDB shell on the results (no network, no duckdb binary needed); reads a script from a pipe."""
-    from .analysis import shell
+    from .._results.analysis import shell
 
     return shell(cfg, _db(args, cfg))
 
 
 def cmd_recipes(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Print the recipes (the guide's analysis queries) resolved for this benchmark."""
-    from .analysis import print_recipes
+    from .._results.analysis import print_recipes
 
     return print_recipes(cfg, _db(args, cfg))
 
 
 def cmd_export(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Export both tables to Parquet and CSV with DuckDB's COPY (streamed, any size)."""
-    from .analysis import export
+    from .._results.analysis import export
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     for path in export(cfg, _db(args, cfg), cfg.root / args.out, formats, args.version):
@@ -89,7 +89,7 @@ def cmd_export(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def cmd_report(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """reports/<version>/RESULTS.md and report.html: CIs, paired tests, segments, Pareto, disagreements."""
-    from .report import write
+    from .._report import write
 
     try:
         markdown, html = write(cfg, _db(args, cfg), cfg.root / args.out, args.version)
@@ -103,8 +103,8 @@ def cmd_report(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def cmd_rescore(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Re-apply scoring.parse_prediction to the stored rows (no predict call): new column + metrics rows."""
-    from .cli import format_table, metrics_columns
-    from .rescore import rescore
+    from .._results.rescore import rescore
+    from .table import format_table, metrics_columns
 
     try:
         done = rescore(cfg, _db(args, cfg), args.version)

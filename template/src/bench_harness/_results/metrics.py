@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import keys
-from .config import BenchConfig
-from .store import Store, timestamp
+from .._core.config import BenchConfig
+from .._storage import keys
+from .._storage.store import Store, timestamp
 
 
 def same(a: Any, b: Any) -> bool:
@@ -325,8 +325,10 @@ COMPANIONS = {"accuracy": ("accuracy_strict",), "total_cost": ("cost_spent",)}
 
 def parse_prediction_fn() -> Callable[[dict], Any]:
     """The user's scoring.parse_prediction, or the stored prediction when there is none."""
+    from .._core.user import user_module
+
     try:
-        from .. import scoring
+        scoring = user_module("scoring")
     except ImportError:
         return lambda row: row.get("prediction")
     return getattr(scoring, "parse_prediction", lambda row: row.get("prediction"))

@@ -16,7 +16,7 @@ TEXT_FIELDS = ("text", "prompt", "question", "query", "input")
 
 @lru_cache(maxsize=1)
 def configured_segmentations() -> tuple[str, ...]:
-    from .config import load_config
+    from .._core.config import load_config
 
     try:
         return load_config().segmentations

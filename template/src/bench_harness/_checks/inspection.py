@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .analysis import connect, print_result, sqlite_columns
-from .store import quote
+from .._results.analysis import connect, print_result, sqlite_columns
+from .._storage.store import quote
 
 # Columns the harness fills identically for a whole run: constant by design, never an issue.
 RUN_COLUMNS = frozenset(

@@ -10,10 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import metrics as metrics_mod
-from . import runner
-from .config import BenchConfig, load_config
-from .executors import EXECUTORS
+from .._core.config import BenchConfig, load_config
+from .._results import metrics as metrics_mod
+from .._run import runner
+from .._run.executors import EXECUTORS
+from .table import format_table, metrics_columns
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, BenchConfig], int]] = {}
 
@@ -24,29 +25,6 @@ def command(name: str) -> Callable:
         return func
 
     return register
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A plain aligned text table (numbers to 4 decimals)."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4f}"
-        return "" if value is None else str(value)
-
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
-def metrics_columns(rows: Sequence[dict[str, Any]], cfg: BenchConfig) -> list[str]:
-    params = [k for k in rows[0] if k.startswith("params_")] if rows else []
-    chosen = [m for m in cfg.metrics if any(m in r for r in rows)]
-    rescored = ["scorer_version"] if any(r.get("scorer_version") for r in rows) else []  # rows of `make rescore`
-    return ["experiment_version", *rescored, *params, "n", "n_failed", "n_cache_hits", *chosen]
 
 
 def _run_options(args: argparse.Namespace, phase: str) -> runner.RunOptions:
@@ -85,7 +63,7 @@ def run_and_report(
 @command("experiment")
 def cmd_experiment(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """The experiment phase: preflight, the whole dataset, metrics, then versioned (commit + tag)."""
-    from . import versioning
+    from .._versioning import versioning
 
     def execute(version: str) -> tuple[int, list]:
         options = _run_options(args, "experiment")
@@ -98,7 +76,8 @@ def cmd_experiment(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def _experiment_options(args: argparse.Namespace) -> Any:
     """Pre-experiment flags -> versioning.ExperimentOptions (bad --rename values exit with a message)."""
-    from . import schema, versioning
+    from .._checks import schema
+    from .._versioning import versioning
 
     try:
         renames = [schema.parse_rename(text) for text in args.rename or ()]
@@ -117,7 +96,7 @@ def _experiment_options(args: argparse.Namespace) -> Any:
 @command("preflight")
 def cmd_preflight(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Pre-experiment validation only: schema drift, code changes, uncommitted work (exit 2 if refused)."""
-    from . import versioning
+    from .._versioning import versioning
 
     if not versioning.run_preflight(cfg, _experiment_options(args)):
         return 2
@@ -128,7 +107,7 @@ def cmd_preflight(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("check-schema")
 def cmd_check_schema(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Schema drift between params.Params and the recorded tables; --rename old=new fixes it in place."""
-    from . import schema
+    from .._checks import schema
 
     try:
         renames = [schema.parse_rename(text) for text in args.rename or ()]
@@ -147,7 +126,7 @@ def cmd_check_schema(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("experiments")
 def cmd_experiments(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """The experiment tags with their messages, sorted as versions."""
-    from . import versioning
+    from .._versioning import versioning
 
     print(versioning.list_experiments(cfg))
     return 0
@@ -155,7 +134,7 @@ def cmd_experiments(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def _versioning_step(step: Callable[[], str | Sequence[str]], failure_prefix: str = "") -> int:
     """Print what a git/DVC step did (exit 0), or why it refused, on stderr (exit 1)."""
-    from .versioning import VersioningError
+    from .._versioning.versioning import VersioningError
 
     try:
         done = step()
@@ -169,7 +148,7 @@ def _versioning_step(step: Callable[[], str | Sequence[str]], failure_prefix: st
 @command("reproduce")
 def cmd_reproduce(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Check out an experiment tag and restore its data and database with DVC."""
-    from . import versioning
+    from .._versioning import versioning
 
     return _versioning_step(lambda: versioning.reproduce(cfg, args.tag), f"reproduce {args.tag}: ")
 
@@ -177,7 +156,7 @@ def cmd_reproduce(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("push")
 def cmd_push(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Push data and results to the DVC remote."""
-    from . import versioning
+    from .._versioning import versioning
 
     return _versioning_step(lambda: versioning.push(cfg))
 
@@ -185,7 +164,7 @@ def cmd_push(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("dvc-setup")
 def cmd_dvc_setup(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """DVC for data/ and results (standard/maximum versioning): init, remote, data.dvc."""
-    from . import versioning
+    from .._versioning import versioning
 
     return _versioning_step(lambda: versioning.setup_dvc(cfg))
 
@@ -193,7 +172,7 @@ def cmd_dvc_setup(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("guard-data")
 def cmd_guard_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """pre-commit: refuse data and database files in git (they go to DVC)."""
-    from . import versioning
+    from .._versioning import versioning
 
     problems = versioning.guard(cfg, args.files)
     for line in problems:
@@ -247,7 +226,7 @@ def cmd_clean_dev(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("prepare-data")
 def cmd_prepare_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Write the bundled sample (data/sample.jsonl) in the answered format at data_path."""
-    from .datafiles import convert
+    from .._core.datafiles import convert
 
     sample = cfg.root / "data" / "sample.jsonl"
     if cfg.data_path.exists() or not sample.exists():
@@ -262,7 +241,7 @@ def cmd_prepare_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("metrics")
 def cmd_metrics(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Print the metrics table (the latest run, or --all)."""
-    from .store import Store, quote
+    from .._storage.store import Store, quote
 
     with Store(cfg.db_path) as store:
         if not store.has_table(cfg.metrics_table):
@@ -316,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("metrics", help=COMMANDS["metrics"].__doc__)
     p.add_argument("--all", action="store_true", help="every run, not only the latest")
     # inspect, validate, sql, duckdb, recipes, export, report, rescore
-    from .analysis_cli import add_parsers
+    from .._cli.analysis import add_parsers
 
     add_parsers(sub, COMMANDS)
     return parser

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .analysis import connect, latest_version, print_result, sqlite_columns
-from .config import BenchConfig
-from .inspection import Findings
-from .store import quote
+from .._checks.inspection import Findings
+from .._core.config import BenchConfig
+from .._results.analysis import connect, latest_version, print_result, sqlite_columns
+from .._storage.store import quote
 
 
 def check_duplicates(con, table: str, version_filter: str, f: Findings) -> None:

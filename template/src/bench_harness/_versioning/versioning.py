@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import env, schema
-from .config import BenchConfig
-from .store import column_names, quote
+from .._checks import schema
+from .._core import env
+from .._core.config import BenchConfig
+from .._storage.store import column_names, quote
 
 # Metrics where a smaller value is better (to name the best configuration in the tag message).
 LOWER_IS_BETTER = ("latency", "error", "mae", "rmse", "cost", "tokens", "cpu_percent", "memory_percent")

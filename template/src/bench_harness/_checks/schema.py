@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import BenchConfig
-from .store import column_names, quote
+from .._core.config import BenchConfig
+from .._storage.store import column_names, quote
 
 PREFIX = "params_"
 # difflib's ratio for "probably the same parameter": the guide's 0.6.
@@ -56,9 +56,9 @@ def expected_columns(params_class: Any) -> list[str]:
 
 def params_class() -> Any:
     """The user's `Params` dataclass (imported lazily: params.py may import heavy things)."""
-    from .. import params
+    from .._core.user import user_module
 
-    return params.Params
+    return user_module("params").Params
 
 
 def recorded_columns(db_path: Path, tables: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -174,7 +174,7 @@ def rename_column(db_path: Path, table: str, old: str, new: str, engine: str) ->
 
     outcome = "merged" if new in columns else "renamed"
     if engine == "duckdb":
-        from .duck import connect
+        from .._storage.duck import connect
 
         duck = connect(db_path, read_only=False)
         try:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import metrics as metrics_mod
-from .analysis import latest_version
-from .config import BenchConfig
-from .store import Store, quote, timestamp, to_cell
+from .._core.config import BenchConfig
+from .._results import metrics as metrics_mod
+from .._results.analysis import latest_version
+from .._storage.store import Store, quote, timestamp, to_cell
 
 CHUNK = 5_000
 

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .errors import crash_row, is_transient, retry_after_of
+from .._core.errors import crash_row, is_transient, retry_after_of
 
 EXECUTORS = ("serial", "threads", "processes", "dask")
 

@@ -23,9 +23,9 @@ from typing import TextIO
 
 import duckdb
 
-from . import duck
-from .config import BenchConfig
-from .store import column_names, quote
+from .._core.config import BenchConfig
+from .._storage import duck
+from .._storage.store import column_names, quote
 
 RECIPES_FILE = Path(__file__).with_name("recipes.sql")
 MAX_ROWS = 200

@@ -22,7 +22,7 @@ def project_root(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / CONFIG_FILE).is_file():
             return folder
-    package_dir = Path(__file__).resolve().parents[1]
+    package_dir = Path(__file__).resolve().parents[2]
     for folder in package_dir.parents:
         if (folder / CONFIG_FILE).is_file():
             return folder

@@ -28,10 +28,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from . import stats
-from .analysis import connect, latest_version, segment_columns, sqlite_columns
-from .config import BenchConfig
-from .store import quote
+from .._core.config import BenchConfig
+from .._results import stats
+from .._results.analysis import connect, latest_version, segment_columns, sqlite_columns
+from .._storage.store import quote
 
 MAX_PAIRS = 45  # 10 configurations; above that each configuration is compared with the best one
 MAX_SEGMENT_VALUES = 12  # more distinct values: numbers go into quartile bins, text keeps the top ones
@@ -583,16 +583,3 @@ def _notes(data: ReportData) -> list[str]:
             "their interval is pinned at the largest values."
         )
     return notes
-
-
-def write(cfg: BenchConfig, db_path: Path, out_root: Path, version: str | None = None) -> tuple[Path, Path]:
-    """Build the report and write reports/<version>/RESULTS.md and report.html."""
-    from . import report_html, report_md
-
-    data = build(cfg, db_path, version)
-    folder = out_root / data.version
-    folder.mkdir(parents=True, exist_ok=True)
-    markdown, html = folder / "RESULTS.md", folder / "report.html"
-    markdown.write_text(report_md.render(data), encoding="utf-8")
-    html.write_text(report_html.render(data), encoding="utf-8")
-    return markdown, html

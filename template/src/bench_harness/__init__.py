@@ -1,0 +1,76 @@
+"""The benchmark harness: template-owned, updated by `copier update`. Do not edit here.
+
+This module is the harness's only public API. Your files (params.py, predict.py, data.py,
+scoring.py, your tests) import from `bench_harness` and from nothing below it: everything in the
+underscored sub-packages may move in any release, this list of names does not.
+
+    from bench_harness import BenchmarkError, INVALID_VALUE, dataset
+
+Heavy parts (the HTTP clients, the local stand-in servers, the embedding model) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._core.config import BenchConfig, load_config, project_root
+from ._core.datafiles import dataset, read_records, write_records
+from ._core.errors import (
+    ALL_CATEGORIES,
+    API_TIMEOUT,
+    CLIENT_ERROR,
+    CONNECTION_ERROR,
+    INVALID_VALUE,
+    MISSING_FIELD,
+    PARSE_ERROR,
+    RATE_LIMIT,
+    SERVER_ERROR,
+    TRANSIENT,
+    UNKNOWN,
+    BenchmarkError,
+    classify_exception,
+    describe,
+    is_transient,
+)
+from ._core.segments import input_length, segment_fields
+
+# Names whose module is imported only when first used: {name: (module, attribute)}.
+_LAZY: dict[str, tuple[str, str]] = {}
+
+__all__ = [
+    "ALL_CATEGORIES",
+    "API_TIMEOUT",
+    "BenchConfig",
+    "BenchmarkError",
+    "CLIENT_ERROR",
+    "CONNECTION_ERROR",
+    "INVALID_VALUE",
+    "MISSING_FIELD",
+    "PARSE_ERROR",
+    "RATE_LIMIT",
+    "SERVER_ERROR",
+    "TRANSIENT",
+    "UNKNOWN",
+    "classify_exception",
+    "dataset",
+    "describe",
+    "input_length",
+    "is_transient",
+    "load_config",
+    "project_root",
+    "read_records",
+    "segment_fields",
+    "write_records",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a heavy public name (a client, a server, a model) the first time it is asked for."""
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module, __name__), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bench_harness' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Internal: import from bench_harness, not from here."""
