@@ -88,3 +88,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, dict[st
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A hand-written toy benchmark (tests/toy.py) the harness runs in-process: no render, no uv sync."""
+    import toy as toy_project
+
+    yield from toy_project.activate(toy_project.write_project(tmp_path / "toy"), monkeypatch)
