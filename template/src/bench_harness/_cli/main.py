@@ -6,14 +6,17 @@ Template-owned. Never prompts: every decision is a flag, so it runs the same wit
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._core.config import BenchConfig, load_config
+from .._core.datafiles import DataError
 from .._results import metrics as metrics_mod
 from .._run import runner
 from .._run.executors import EXECUTORS
+from .errors import plain_message
 from .table import format_table, metrics_columns
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, BenchConfig], int]] = {}
@@ -304,8 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    cfg = load_config()
-    return COMMANDS[args.command](args, cfg)
+    try:
+        cfg = load_config()
+        return COMMANDS[args.command](args, cfg)
+    except (DataError, OSError, sqlite3.Error) as error:
+        message = plain_message(error)
+        if message is None:
+            raise
+        print(f"bench {args.command}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
