@@ -13,6 +13,7 @@ help: ## list the targets
 
 install: ## create .venv with everything (uv sync) and install the pre-commit hooks
 	$(UV) sync --quiet
+	@$(RUN) python -m bench_harness setup-duckdb
 	@if [ -d .git ] && [ -f .pre-commit-config.yaml ]; then $(RUN) pre-commit install >/dev/null && echo "pre-commit hooks installed"; fi
 
 test: ## the generated tests: predict contract, cache, end-to-end run

@@ -15,7 +15,7 @@ from bench_harness._core.datafiles import DataError, check_items, read_records, 
 
 def test_csv_ids_with_leading_zeros_stay_distinct(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
-    path.write_text("input_id,x,score,tags\n001,1,0.5,\"[1, 2]\"\n01,2,1e3,\n1,3,nan,{}\n")
+    path.write_text('input_id,x,score,tags\n001,1,0.5,"[1, 2]"\n01,2,1e3,\n1,3,nan,{}\n')
     records = read_records(path)
     assert [r["input_id"] for r in records] == ["001", "01", 1]
     assert [r["score"] for r in records] == [0.5, 1000.0, "nan"]
@@ -26,7 +26,7 @@ def test_csv_ids_with_leading_zeros_stay_distinct(tmp_path: Path) -> None:
 def test_every_format_round_trips(tmp_path: Path, fmt: str) -> None:
     """One type per column (Parquet's rule); CSV has no types, so its "7" is read back as 7."""
     records = [
-        {"input_id": "001", "text": "café, \"quoted\"", "label": 1, "features": [0.5, 1.5]},
+        {"input_id": "001", "text": 'café, "quoted"', "label": 1, "features": [0.5, 1.5]},
         {"input_id": 7 if fmt == "csv" else "7", "text": "second", "label": 0, "features": [2.0]},
     ]
     path = tmp_path / f"d.{fmt}"
@@ -36,7 +36,9 @@ def test_every_format_round_trips(tmp_path: Path, fmt: str) -> None:
 
 def test_bad_jsonl_lines_become_malformed_items_with_their_line_number(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    path.write_bytes(b'{"input_id": 1}\n\n[1, 2]\n{"input_id": 2, "t": "\xff\xfe"}\nnot json\n"text"\n{"input_id": 3}\n')
+    path.write_bytes(
+        b'{"input_id": 1}\n\n[1, 2]\n{"input_id": 2, "t": "\xff\xfe"}\nnot json\n"text"\n{"input_id": 3}\n'
+    )
     records = read_records(path)
     assert [r["input_id"] for r in records] == [1, "line-3", "line-4", "line-5", "line-6", 3]
     assert "not an object" in records[1]["_malformed"] and "line 3" in records[1]["_malformed"]

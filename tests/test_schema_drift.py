@@ -48,7 +48,7 @@ def test_untyped_names_still_pair_by_similarity() -> None:
     assert drift.renames == [("params_model_nam", "params_model_name")]
 
 
-PARAMS_K = '''
+PARAMS_K = """
 from dataclasses import dataclass
 
 
@@ -60,7 +60,7 @@ class Params:
 
 def grid():
     return [Params()]
-'''
+"""
 
 
 def test_a_recorded_database_and_renamed_params_fail_the_check(toy: Path) -> None:
@@ -83,7 +83,9 @@ def test_a_recorded_database_and_renamed_params_fail_the_check(toy: Path) -> Non
         assert "params_k_features" in [r[1] for r in con.execute("PRAGMA table_info(predictions)")]
 
 
-@pytest.mark.parametrize("annotation, storage", [("str", "TEXT"), ("int", "INTEGER"), ("bool", "INTEGER"), ("float", "REAL")])
+@pytest.mark.parametrize(
+    "annotation, storage", [("str", "TEXT"), ("int", "INTEGER"), ("bool", "INTEGER"), ("float", "REAL")]
+)
 def test_storage_type_of_each_parameter_type(annotation: str, storage: str) -> None:
     from dataclasses import make_dataclass
 

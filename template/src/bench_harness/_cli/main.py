@@ -241,6 +241,15 @@ def cmd_prepare_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
     return 0
 
 
+@command("setup-duckdb")
+def cmd_setup_duckdb(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Install DuckDB's sqlite extension from the duckdb-ext-sqlite wheel (offline; for `xt --engine duckdb`)."""
+    from .._storage.duck import ensure_sqlite_extension
+
+    ensure_sqlite_extension()
+    return 0
+
+
 @command("metrics")
 def cmd_metrics(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Print the metrics table (the latest run, or --all)."""
@@ -295,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*")
     sub.add_parser("clean-dev", help=COMMANDS["clean-dev"].__doc__)
     sub.add_parser("prepare-data", help=COMMANDS["prepare-data"].__doc__)
+    sub.add_parser("setup-duckdb", help=COMMANDS["setup-duckdb"].__doc__)
     p = sub.add_parser("metrics", help=COMMANDS["metrics"].__doc__)
     p.add_argument("--all", action="store_true", help="every run, not only the latest")
     # inspect, validate, sql, duckdb, recipes, export, report, rescore
