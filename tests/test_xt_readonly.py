@@ -16,17 +16,6 @@ from pathlib import Path
 import pytest
 from conftest import VENV_BIN, project_env, render
 
-OLD_STYLE_PREDICT = """
-from bench_harness import segment_fields
-
-
-def predict(item, params):
-    value = item["x"] % 2 if params.model_name == "parity" else 0
-    return {"input_id": item["input_id"], "prediction": value, "raw_response": str(value),
-            "ground_truth": item["label"], "latency": 0.001, "error": None, "error_type": None,
-            **segment_fields(item, params=params)}
-"""
-
 
 def documented_xt_commands(readme: str) -> list[list[str]]:
     """The `uv run xt ...` lines of the README's code blocks, as argument lists."""
@@ -44,20 +33,12 @@ def harness_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A database the harness wrote: two experiments of the toy benchmark."""
     import toy
 
-    root = toy.write_project(tmp_path / "toy", files={"predict": OLD_STYLE_PREDICT})
-    for _ in toy.activate(root, monkeypatch):
-        from bench_harness._core.config import load_config
-        from bench_harness._results import metrics
-        from bench_harness._run import runner
-        from bench_harness._storage.duck import ensure_sqlite_extension
+    root = toy.write_project(tmp_path / "toy", files={"predict": toy.OLD_STYLE_PREDICT})
+    db = toy.record_experiments(root, monkeypatch)
+    from bench_harness._storage.duck import ensure_sqlite_extension
 
-        cfg = load_config()
-        for version in ("e0.0.1", "e0.0.2"):
-            summary = runner.run(cfg, runner.RunOptions(experiment_version=version, show_progress=False))
-            metrics.log_metrics(cfg, summary)
-        ensure_sqlite_extension()
-        return cfg.db_path
-    raise AssertionError("unreachable")
+    ensure_sqlite_extension()
+    return db
 
 
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("sqlite", marks=pytest.mark.slow)])

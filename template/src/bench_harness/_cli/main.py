@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every run, not only the latest")
     # inspect, validate, sql, duckdb, recipes, export, report, rescore
     from .._cli.analysis import add_parsers
+    from .._cli.explore import add_parsers as add_explore_parsers
+
+    add_explore_parsers(sub, COMMANDS)
 
     add_parsers(sub, COMMANDS)
     return parser
