@@ -13,6 +13,7 @@ help: ## list the targets
 
 install: ## create .venv with everything (uv sync) and install the pre-commit hooks
 	$(UV) sync --quiet
+	@$(RUN) python -m bench_harness setup-duckdb
 	@if [ -d .git ] && [ -f .pre-commit-config.yaml ]; then $(RUN) pre-commit install >/dev/null && echo "pre-commit hooks installed"; fi
 
 test: ## the generated tests: predict contract, cache, end-to-end run
@@ -66,6 +67,13 @@ update: ## copier update to the latest template release (ARGS="--vcs-ref v1.2.0"
 .PHONY: retry-errors
 retry-errors: ## re-run only the error rows of the latest experiment (VERSION=e0.0.N for another), then its metrics
 	$(BENCH) retry-errors $(if $(VERSION),--experiment-version $(VERSION)) $(ARGS)
+
+.PHONY: browse notebook
+browse: ## the results in Datasette, read-only, on http://127.0.0.1:8001 (PORT=..., ARGS=--dev)
+	$(UV) run --quiet --extra browse bench browse --port $${PORT:-8001} $(ARGS)
+
+notebook: ## the analysis notebook (marimo) over both tables: notebooks/analysis.py
+	$(UV) run --quiet --extra notebook marimo edit notebooks/analysis.py
 
 # Analysis (DuckDB, offline). VERSION=e0.0.N picks a version (default: the latest); ARGS=--dev the dev database.
 .PHONY: inspect validate sql duckdb recipes export report rescore

@@ -166,3 +166,32 @@ def activate(root: Path, monkeypatch: Any) -> Iterator[Path]:
     forget_modules()
     yield root
     forget_modules()
+
+
+OLD_STYLE_PREDICT = '''
+"""Toy predict returning the full row itself (the contract before the harness owned the envelope)."""
+
+from bench_harness import segment_fields
+
+
+def predict(item, params):
+    value = item["x"] % 2 if params.model_name == "parity" else 0
+    return {"input_id": item["input_id"], "prediction": value, "raw_response": str(value),
+            "ground_truth": item["label"], "latency": 0.001, "error": None, "error_type": None,
+            **segment_fields(item, params=params)}
+'''
+
+
+def record_experiments(root: Path, monkeypatch: Any, versions: tuple[str, ...] = ("e0.0.1", "e0.0.2")) -> Path:
+    """Run the toy at `root` once per version (runner + metrics, no git): the database the harness writes."""
+    for _ in activate(root, monkeypatch):
+        from bench_harness._core.config import load_config
+        from bench_harness._results import metrics
+        from bench_harness._run import runner
+
+        cfg = load_config()
+        for version in versions:
+            summary = runner.run(cfg, runner.RunOptions(experiment_version=version, show_progress=False))
+            metrics.log_metrics(cfg, summary)
+        return cfg.db_path
+    raise AssertionError("unreachable")

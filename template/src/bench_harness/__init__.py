@@ -36,7 +36,12 @@ from ._core.errors import (
 from ._core.segments import input_length, segment_fields
 
 # Names whose module is imported only when first used: {name: (module, attribute)}.
-_LAZY: dict[str, tuple[str, str]] = {}
+_LAZY: dict[str, tuple[str, str]] = {
+    "experiment_versions": ("._results.frames", "experiment_versions"),
+    "load_metrics": ("._results.frames", "load_metrics"),
+    "load_predictions": ("._results.frames", "load_predictions"),
+    "sql": ("._results.frames", "sql"),
+}
 
 __all__ = [
     "ALL_CATEGORIES",

@@ -4,7 +4,9 @@ Template-owned. Renaming a field of `Params` makes the next run write a NEW `par
 column: old rows keep the old column, new rows the new one, and every query that groups by the
 parameter silently splits in two. This module finds that before a run (and in the pre-commit
 hook), names the probable renames (close matches, as the guide does with difflib), prints the
-exact command that fixes them, and renames a column in place on request.
+exact command that fixes them, and renames a column in place on request. A rename is recognised
+by type and shape (one `params_*` column gone and one of the same storage type new), not by name
+alone: `top_k` -> `k_features` is a rename although the names share nothing.
 
 Renames go through the configured engine: for `engine = "duckdb"`, DuckDB's sqlite extension
 runs `ALTER TABLE db.<table> RENAME COLUMN` on the attached file (it supports RENAME and DROP
@@ -38,20 +40,34 @@ class Drift:
     new: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     renames: list[tuple[str, str]] = field(default_factory=list)  # (old column, new column)
+    ambiguous: list[tuple[str, list[str]]] = field(default_factory=list)  # (new column, recorded candidates)
     tables: list[str] = field(default_factory=list)
 
     @property
     def has_renames(self) -> bool:
-        return bool(self.renames)
+        return bool(self.renames or self.ambiguous)
 
     @property
     def clean(self) -> bool:
         return not (self.new or self.missing)
 
 
+# How a Params annotation is stored (bool is an INTEGER in SQLite, as xetrack stores it).
+STORAGE_TYPES = {"str": "TEXT", "int": "INTEGER", "bool": "INTEGER", "float": "REAL"}
+
+
 def expected_columns(params_class: Any) -> list[str]:
     """`params_<field>` for every field of the dataclass, in declaration order."""
     return [PREFIX + f.name for f in dataclasses.fields(params_class)]
+
+
+def expected_types(params_class: Any) -> dict[str, str]:
+    """`params_<field>` -> its storage type (TEXT, INTEGER, REAL), from the field annotations."""
+    types = {}
+    for f in dataclasses.fields(params_class):
+        name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        types[PREFIX + f.name] = STORAGE_TYPES.get(name.split("|")[0].strip(), "")
+    return types
 
 
 def params_class() -> Any:
@@ -61,45 +77,82 @@ def params_class() -> Any:
     return user_module("params").Params
 
 
-def recorded_columns(db_path: Path, tables: Sequence[str]) -> tuple[list[str], list[str]]:
-    """`params_*` columns of `tables` in the database, and the tables that exist."""
+def recorded_columns(db_path: Path, tables: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """`params_*` columns of `tables` in the database with their declared types, and the tables that exist."""
     if not db_path.exists():
-        return [], []
+        return {}, []
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         present = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        found: dict[str, None] = {}
+        found: dict[str, str] = {}
         existing = [t for t in tables if t in present]
         for table in existing:
-            for column in column_names(con, table):
+            for _, column, declared, *_ in con.execute(f"PRAGMA table_info({quote(table)})"):
                 if column.startswith(PREFIX):
-                    found[column] = None
+                    found.setdefault(column, (declared or "").upper())
     finally:
         con.close()
-    return list(found), existing
+    return found, existing
 
 
-def compare(expected: Sequence[str], recorded: Sequence[str], tables: Sequence[str] = ()) -> Drift:
-    """New, missing and probably-renamed columns (a rename pairs a new column with a missing one)."""
-    drift = Drift(list(expected), list(recorded), tables=list(tables))
-    if not recorded:  # nothing recorded yet: the first run defines the schema
+def compare(
+    expected: Sequence[str] | dict[str, str],
+    recorded: Sequence[str] | dict[str, str],
+    tables: Sequence[str] = (),
+) -> Drift:
+    """New, missing and renamed columns: a rename pairs a new column with a gone one of the same type.
+
+    Matched by type and shape first, by name second: one column gone and one of the same type new is
+    a rename whatever the names (top_k -> k_features); several of one type are paired by name
+    similarity, and the ones left unpaired among several candidates are ambiguous (the user pairs them).
+    """
+    expected_types = dict(expected) if isinstance(expected, dict) else dict.fromkeys(expected, "")
+    recorded_types = dict(recorded) if isinstance(recorded, dict) else dict.fromkeys(recorded, "")
+    drift = Drift(list(expected_types), list(recorded_types), tables=list(tables))
+    if not recorded_types:  # nothing recorded yet: the first run defines the schema
         return drift
-    drift.new = [c for c in expected if c not in recorded]
-    drift.missing = [c for c in recorded if c not in expected]
-    candidates = list(drift.missing)
-    for column in drift.new:
-        match = difflib.get_close_matches(column, candidates, n=1, cutoff=RENAME_CUTOFF)
-        if match:
-            drift.renames.append((match[0], column))
-            candidates.remove(match[0])
+    drift.new = [c for c in expected_types if c not in recorded_types]
+    drift.missing = [c for c in recorded_types if c not in expected_types]
+    for storage in dict.fromkeys(expected_types[c] for c in drift.new):
+        new = [c for c in drift.new if expected_types[c] == storage]
+        gone = [c for c in drift.missing if _same_type(recorded_types[c], storage)]
+        _pair(new, gone, drift)
     return drift
+
+
+def _same_type(declared: str, storage: str) -> bool:
+    """Whether a recorded column's declared type can hold a parameter of `storage` type (unknown matches all)."""
+    return not declared or not storage or declared == storage
+
+
+def _pair(new: list[str], gone: list[str], drift: Drift) -> None:
+    """Pair new columns with gone ones of the same type: by name when several, by shape when one of each."""
+    taken = {old for old, _ in drift.renames}
+    gone = [c for c in gone if c not in taken]
+    if len(new) == 1 and len(gone) == 1:
+        drift.renames.append((gone[0], new[0]))
+        return
+    unpaired = []
+    for column in new:
+        # Compared without the shared prefix, which alone would make params_alpha "close" to params_delta.
+        bare = {c.removeprefix(PREFIX): c for c in gone}
+        match = difflib.get_close_matches(column.removeprefix(PREFIX), list(bare), n=1, cutoff=RENAME_CUTOFF)
+        if match:
+            drift.renames.append((bare[match[0]], column))
+            gone.remove(bare[match[0]])
+        else:
+            unpaired.append(column)
+    if len(unpaired) == 1 and len(gone) == 1:
+        drift.renames.append((gone[0], unpaired[0]))
+    elif unpaired and gone:
+        drift.ambiguous.extend((column, list(gone)) for column in unpaired)
 
 
 def check(cfg: BenchConfig, params_cls: Any = None) -> Drift:
     """Compare `Params` with both tables of the experiment database."""
     tables = (cfg.predictions_table, cfg.metrics_table)
     recorded, existing = recorded_columns(cfg.db_path, tables)
-    return compare(expected_columns(params_cls or params_class()), recorded, existing)
+    return compare(expected_types(params_cls or params_class()), recorded, existing)
 
 
 def rename_command(renames: Iterable[tuple[str, str]]) -> str:
@@ -115,23 +168,26 @@ def report(drift: Drift, db_name: str) -> tuple[list[str], list[str]]:
     if not drift.recorded:
         notes.append(f"schema: no recorded params_* columns in {db_name} yet (the first experiment defines them)")
         return errors, notes
-    if drift.renames:
+    if drift.has_renames:
         errors.append(f"schema drift: Params no longer matches the columns recorded in {db_name}:")
         for old, new in drift.renames:
             errors.append(f"  probable rename: {old} -> {new}")
+        for new, candidates in drift.ambiguous:
+            errors.append(f"  new column {new}: a rename of one of {', '.join(candidates)}? (same type; pair it yourself)")
         errors.append(
             "  A run now would write the new name into a NEW column: old and new rows would be split across two."
         )
+        guesses = drift.renames + [(candidates[0], new) for new, candidates in drift.ambiguous]
         errors.append("  Rename the recorded column(s) in place (both tables, and the dev database):")
-        errors.append(f"    {rename_command(drift.renames)}")
-        pairs = ",".join(f"{old}={new}" for old, new in drift.renames)
+        errors.append(f"    {rename_command(guesses)}")
+        pairs = ",".join(f"{old}={new}" for old, new in guesses)
         errors.append(f"    (or: make check-schema RENAME={pairs})")
         errors.append(
             "  If it really is a new parameter: `make experiment ARGS=--allow-schema-change` "
             "(and `SKIP=schema-drift git commit ...` for the pre-commit hook)."
         )
-    renamed_new = {new for _, new in drift.renames}
-    renamed_old = {old for old, _ in drift.renames}
+    renamed_new = {new for _, new in drift.renames} | {new for new, _ in drift.ambiguous}
+    renamed_old = {old for old, _ in drift.renames} | {c for _, cs in drift.ambiguous for c in cs}
     for column in drift.new:
         if column not in renamed_new:
             notes.append(f"schema: new parameter column {column} (older rows will hold NULL in it)")

@@ -6,14 +6,17 @@ Template-owned. Never prompts: every decision is a flag, so it runs the same wit
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._core.config import BenchConfig, load_config
+from .._core.datafiles import DataError
 from .._results import metrics as metrics_mod
 from .._run import runner
 from .._run.executors import EXECUTORS
+from .errors import plain_message
 from .table import format_table, metrics_columns
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, BenchConfig], int]] = {}
@@ -238,6 +241,15 @@ def cmd_prepare_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
     return 0
 
 
+@command("setup-duckdb")
+def cmd_setup_duckdb(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Install DuckDB's sqlite extension from the duckdb-ext-sqlite wheel (offline; for `xt --engine duckdb`)."""
+    from .._storage.duck import ensure_sqlite_extension
+
+    ensure_sqlite_extension()
+    return 0
+
+
 @command("metrics")
 def cmd_metrics(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Print the metrics table (the latest run, or --all)."""
@@ -292,10 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*")
     sub.add_parser("clean-dev", help=COMMANDS["clean-dev"].__doc__)
     sub.add_parser("prepare-data", help=COMMANDS["prepare-data"].__doc__)
+    sub.add_parser("setup-duckdb", help=COMMANDS["setup-duckdb"].__doc__)
     p = sub.add_parser("metrics", help=COMMANDS["metrics"].__doc__)
     p.add_argument("--all", action="store_true", help="every run, not only the latest")
     # inspect, validate, sql, duckdb, recipes, export, report, rescore
     from .._cli.analysis import add_parsers
+    from .._cli.explore import add_parsers as add_explore_parsers
+
+    add_explore_parsers(sub, COMMANDS)
 
     add_parsers(sub, COMMANDS)
     return parser
@@ -304,8 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    cfg = load_config()
-    return COMMANDS[args.command](args, cfg)
+    try:
+        cfg = load_config()
+        return COMMANDS[args.command](args, cfg)
+    except (DataError, OSError, sqlite3.Error) as error:
+        message = plain_message(error)
+        if message is None:
+            raise
+        print(f"bench {args.command}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

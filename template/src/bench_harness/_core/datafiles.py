@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,38 +25,155 @@ def format_of(path: Path) -> str:
     return suffix
 
 
+class DataError(Exception):
+    """The data cannot be benchmarked as it is: the message names the file, the lines and the fix."""
+
+
 def _csv_value(text: str) -> Any:
-    """CSV has no types: read numbers back as numbers, empty cells as None."""
+    """CSV has no types: numbers whose text round-trips become numbers, empty cells None, JSON cells JSON.
+
+    "001", "01" and "1" are three ids: only "1" reads back as the int 1. Lists and objects written
+    by `write_records` come back from their JSON text.
+    """
     if text == "":
         return None
-    for cast in (int, float):
+    if text[0] in "[{":
         try:
-            return cast(text)
+            return json.loads(text)
         except ValueError:
-            continue
-    return text
+            return text
+    try:
+        number = int(text)
+        return number if str(number) == text else text
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
+
+
+def _jsonl_record(number: int, raw: bytes) -> dict[str, Any] | None:
+    """One line as a record; a line that is not UTF-8, not JSON or not an object becomes a malformed item.
+
+    A malformed item is recorded as an error row of its own (the harness never calls predict on it),
+    so one bad line costs one row, not the run.
+    """
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return {"input_id": f"line-{number}", "_malformed": f"line {number} is not UTF-8 ({error.reason})"}
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        return {"input_id": f"line-{number}", "_malformed": f"line {number}: {error}: {line[:200]}"}
+    if not isinstance(record, dict):
+        kind = type(record).__name__
+        return {"input_id": f"line-{number}", "_malformed": f"line {number} is a JSON {kind}, not an object"}
+    return record
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record of the file; a malformed JSON line becomes an item that predict() will reject."""
+    """Every record of the file, in file order (jsonl, csv, or parquet read by DuckDB: no pyarrow)."""
+    kind = format_of(path)
+    try:
+        if kind == "jsonl":
+            with path.open("rb") as f:
+                return [r for number, raw in enumerate(f, 1) if (r := _jsonl_record(number, raw)) is not None]
+        if kind == "csv":
+            with path.open(encoding="utf-8", newline="") as f:
+                return [{k: _csv_value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist: put your data there, or point data_path at it") from None
+    except PermissionError:
+        raise DataError(f"{path} cannot be read (permission denied): chmod u+r {path}") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 ({error.reason} at byte {error.start}): re-save it as UTF-8") from None
+    return _read_parquet(path)
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        result = con.execute("SELECT * FROM read_parquet(?)", [str(path)])
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    except duckdb.IOException as error:
+        raise DataError(f"{path} cannot be read as Parquet: {error}") from None
+    finally:
+        con.close()
+
+
+def record_lines(path: Path) -> list[int]:
+    """The line (jsonl), row (csv: header is line 1) or row number (parquet) of each record, in order."""
     kind = format_of(path)
     if kind == "jsonl":
-        records = []
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    records.append({"input_id": f"line-{number}", "_malformed": f"{error}: {line[:200]}"})
-        return records
-    if kind == "csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            return [{k: _csv_value(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    import pyarrow.parquet as pq
+        with path.open("rb") as f:
+            return [number for number, raw in enumerate(f, 1) if raw.strip()]
+    offset = 2 if kind == "csv" else 1
+    return [index + offset for index in range(len(read_records(path)))]
 
-    return pq.read_table(path).to_pylist()
+
+def check_items(items: list[dict[str, Any]], data_path: Path | None = None) -> None:
+    """Refuse a dataset that cannot be benchmarked: empty, or input_ids missing or repeated.
+
+    Line numbers are those of the configured data file when its records carry the offending ids.
+    """
+    where = f" ({data_path})" if data_path else ""
+    if not items:
+        raise DataError(f"load_items() returned no items{where}: nothing to benchmark")
+    missing = [index for index, item in enumerate(items) if item.get("input_id") in (None, "")]
+    seen: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        if index not in missing:
+            seen.setdefault(str(item["input_id"]), []).append(index)
+    repeated = {key: indexes for key, indexes in seen.items() if len(indexes) > 1}
+    if not (missing or repeated):
+        return
+    lines = _lines_by_id(data_path)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} item(s) without an input_id: {_places(missing, items, lines)}")
+    for key, indexes in list(repeated.items())[:10]:
+        at = lines.get(key)
+        problems.append(f"input_id {key!r} appears {len(indexes)} times" + (f" (lines {_short(at)})" if at else ""))
+    if len(repeated) > 10:
+        problems.append(f"... and {len(repeated) - 10} more repeated input_ids")
+    raise DataError(
+        f"the data{where} cannot be benchmarked: every item needs a unique, stable input_id.\n  "
+        + "\n  ".join(problems)
+    )
+
+
+def _lines_by_id(data_path: Path | None) -> dict[str, list[int]]:
+    """input_id (as text) -> the lines of the data file holding it; {} when the file cannot tell."""
+    if data_path is None or not data_path.exists():
+        return {}
+    try:
+        records, lines = read_records(data_path), record_lines(data_path)
+    except (DataError, ValueError):
+        return {}
+    found: dict[str, list[int]] = {}
+    for record, line in zip(records, lines, strict=False):
+        found.setdefault(str(record.get("input_id")), []).append(line)
+    return found
+
+
+def _places(indexes: list[int], items: list[dict[str, Any]], lines: dict[str, list[int]]) -> str:
+    missing_lines = lines.get("None", []) + lines.get("", [])
+    if missing_lines:
+        return "lines " + _short(missing_lines)
+    return "items " + _short([index + 1 for index in indexes]) + " of load_items()"
+
+
+def _short(numbers: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, numbers[:limit]))
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
 
 
 def dataset() -> tuple[dict[str, Any], ...]:
@@ -73,23 +191,42 @@ def _cached_records(path: Path) -> tuple[dict[str, Any], ...]:
 
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write records as jsonl, csv (lists and objects as JSON text) or parquet (through DuckDB)."""
     kind = format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "jsonl":
         with path.open("w", encoding="utf-8") as f:
             for record in records:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
     elif kind == "csv":
         names = list(dict.fromkeys(k for r in records for k in r))
         with path.open("w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=names)
             writer.writeheader()
-            writer.writerows(records)
+            writer.writerows({k: _csv_cell(v) for k, v in r.items()} for r in records)
     else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        _write_parquet(path, records)
 
-        pq.write_table(pa.Table.from_pylist(records), path)
+
+def _csv_cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+
+
+def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
+    """Parquet through DuckDB (already a dependency): the records go through a temporary jsonl file."""
+    import tempfile
+
+    import duckdb
+
+    with tempfile.TemporaryDirectory() as folder:
+        staging = Path(folder) / "records.jsonl"
+        write_records(staging, records)
+        con = duckdb.connect()
+        try:
+            target = "'" + str(path).replace("'", "''") + "'"
+            con.execute(f"COPY (SELECT * FROM read_json_auto(?)) TO {target} (FORMAT PARQUET)", [str(staging)])
+        finally:
+            con.close()
 
 
 def convert(source: Path, target: Path) -> None:

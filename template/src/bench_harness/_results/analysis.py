@@ -322,7 +322,7 @@ def export(
             for fmt in formats:
                 target = out_dir / f"{table}.{fmt}"
                 option = "(FORMAT PARQUET, COMPRESSION ZSTD)" if fmt == "parquet" else "(HEADER, DELIMITER ',')"
-                sql = f"COPY (SELECT * FROM db.{quote(table)}{where}) TO '{target}' {option}"
+                sql = f"COPY (SELECT * FROM db.{quote(table)}{where}) TO {duck.sql_string(str(target))} {option}"
                 try:
                     con.execute(sql)
                 except duckdb.Error:

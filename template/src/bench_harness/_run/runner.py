@@ -21,6 +21,7 @@ from typing import Any
 
 from .._core import env
 from .._core.config import BenchConfig
+from .._core.datafiles import check_items
 from .._run.executors import RetryPolicy, Task, get_executor
 from .._run.monitor import SystemMonitor
 from .._run.progress import Progress
@@ -167,6 +168,7 @@ def run(
     phase = options.phase
     limit = options.limit if options.limit is not None else (cfg.run.dev_limit if phase == "dev" else None)
     items = data_mod.load_items(limit=limit)
+    check_items(items, cfg.data_path)  # empty data, missing or repeated ids: refused before any work
     if options.only_input_ids is not None:
         items = [i for i in items if str(i.get("input_id")) in options.only_input_ids]
     grid = unique_configs(params_mod.grid())

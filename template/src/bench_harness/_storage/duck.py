@@ -52,7 +52,7 @@ def ensure_sqlite_extension() -> None:
                 f"DuckDB's sqlite extension is not installed and duckdb-ext-sqlite=={duckdb.__version__}.* "
                 "is missing: `uv sync` installs it (no download at run time)"
             )
-        con.execute(f"INSTALL '{extension}'")
+        con.execute(f"INSTALL {sql_string(str(extension))}")
         con.execute("LOAD sqlite")
     finally:
         con.close()
@@ -64,5 +64,10 @@ def connect(db_path: Path | str, read_only: bool = True) -> duckdb.DuckDBPyConne
     con = duckdb.connect()
     con.execute("LOAD sqlite")
     mode = ", READ_ONLY" if read_only else ""
-    con.execute(f"ATTACH '{Path(db_path)}' AS db (TYPE sqlite{mode})")
+    con.execute(f"ATTACH {sql_string(str(Path(db_path)))} AS db (TYPE sqlite{mode})")
     return con
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal: a project path may hold a quote (/home/o'brien/bench)."""
+    return "'" + text.replace("'", "''") + "'"
