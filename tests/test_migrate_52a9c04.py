@@ -55,7 +55,7 @@ def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(releases: Path, tm
     predict_source = (project / "src" / PACKAGE / "predict.py").read_text()
     assert "from .harness.errors import" in predict_source and '"input_id":' in predict_source  # old style
     experiment(project, "e0.0.1")
-    commit(project, "after e0.0.1")
+    assert git(project, "status", "--porcelain") == ""  # the experiment committed: `make update` needs that
     before = {name: (project / name).read_bytes() for name in USER_FILES}
 
     out = make(project, "update", "ARGS=--vcs-ref v0.3.0").stdout
