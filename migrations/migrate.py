@@ -22,6 +22,7 @@ Usage, from copier.yml (the working directory is the project):
 
     migrate.py rename-answer OLD NEW     the key OLD of .copier-answers.yml becomes NEW
     migrate.py move OLD_PATH NEW_PATH    a file or folder moves (`git mv` when git tracks it)
+    migrate.py harness-compat            (after 0.3.0's update) re-exports for the old harness imports
 
 Paths may contain `{package_name}` (or any other answer in braces), read from the answers file,
 so a migration can move `src/{package_name}/old.py`.
@@ -136,6 +137,116 @@ def move(old: Path, new: Path) -> bool:
     return True
 
 
+# --- 0.3.0: the harness moved from src/<package>/harness/ to the package bench_harness ---------------
+
+# Where each module of the old harness package went. A user file that imports one of them gets a
+# re-export module at the old path (`harness_compat`); public names come from `bench_harness`.
+HARNESS_MOVED_TO = {
+    "__init__": "bench_harness",
+    "config": "bench_harness._core.config",
+    "datafiles": "bench_harness._core.datafiles",
+    "env": "bench_harness._core.env",
+    "errors": "bench_harness._core.errors",
+    "segments": "bench_harness._core.segments",
+    "duck": "bench_harness._storage.duck",
+    "keys": "bench_harness._storage.keys",
+    "store": "bench_harness._storage.store",
+    "executors": "bench_harness._run.executors",
+    "monitor": "bench_harness._run.monitor",
+    "progress": "bench_harness._run.progress",
+    "runner": "bench_harness._run.runner",
+    "analysis": "bench_harness._results.analysis",
+    "metrics": "bench_harness._results.metrics",
+    "rescore": "bench_harness._results.rescore",
+    "stats": "bench_harness._results.stats",
+    "inspection": "bench_harness._checks.inspection",
+    "schema": "bench_harness._checks.schema",
+    "validate": "bench_harness._checks.validate",
+    "versioning": "bench_harness._versioning.versioning",
+}
+COMPAT_MARKER = "Compatibility re-exports written by copier-benchmark's 0.3.0 migration"
+COMPAT_MODULE = '''"""{marker}: `{old}` moved to `{new}`.
+
+Your files written before template 0.3.0 import `.harness.{name}` (src/<package>/harness/ was the
+harness); this module keeps them working, unchanged, so their code version (the cache identity)
+stays the same and no cached row is recomputed. It is yours now: the template never updates it.
+New code imports `from bench_harness import ...` (the harness's only public module); once none of
+your files imports `.harness.` any more, delete this folder (editing predict.py recomputes its
+rows unless it sets PREDICT_VERSION).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+MOVED_TO = "{new}"
+
+
+def __getattr__(name: str) -> Any:
+    """A public name from bench_harness (stable), anything else from the module it moved to."""
+    public = importlib.import_module("bench_harness")
+    if name in public.__all__:
+        return getattr(public, name)
+    return getattr(importlib.import_module(MOVED_TO), name)
+'''
+# `from .harness.errors import`, `from .harness import keys`, `pkg.harness.errors`, `f"{PACKAGE}.harness.errors"`
+HARNESS_REFERENCE = re.compile(
+    r"\.harness(?:\.(?P<module>[A-Za-z_]\w*)|\s+import\s+\(?\s*(?P<names>[A-Za-z_][\w, ]*))"
+)
+
+
+def harness_references(files: Sequence[Path]) -> set[str]:
+    """The old harness modules the files import (or name for importlib), "__init__" for the package itself."""
+    found: set[str] = set()
+    for path in files:
+        for match in HARNESS_REFERENCE.finditer(path.read_text(encoding="utf-8", errors="replace")):
+            if match["module"]:
+                found.add(match["module"])
+            else:
+                names = {name.strip() for name in match["names"].split(",")}
+                found |= {name for name in names if name in HARNESS_MOVED_TO} or {"__init__"}
+    return {name for name in found if name in HARNESS_MOVED_TO} | ({"__init__"} if found else set())
+
+
+def user_python_files(package: Path) -> list[Path]:
+    """The project's own Python files: its package (not the old harness folder) and tests."""
+    candidates = [*package.glob("*.py"), *Path("tests").glob("**/*.py")]
+    return sorted(path for path in candidates if path.is_file())
+
+
+def harness_compat(package_name: str | None = None) -> list[Path]:
+    """Write a re-export module at src/<package>/harness/<m>.py for each old harness module still imported.
+
+    Run after the 0.3.0 update, which deleted the old template-owned harness. Idempotent: a module
+    already written is left as it is, and a file there that is not one of ours is never overwritten.
+    """
+    package_name = package_name or answers().get("package_name")
+    if not package_name:
+        raise SystemExit("migrate.py harness-compat: no package_name in .copier-answers.yml")
+    package = Path("src") / package_name
+    modules = harness_references(user_python_files(package))
+    if not modules:
+        say("no file imports the old harness package: no compatibility modules needed")
+        return []
+    folder, written = package / "harness", []
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sorted(modules):
+        target = folder / f"{name}.py"
+        old = f"{package_name}.harness" + ("" if name == "__init__" else f".{name}")
+        text = COMPAT_MODULE.format(marker=COMPAT_MARKER, old=old, new=HARNESS_MOVED_TO[name], name=name)
+        if target.exists():
+            if COMPAT_MARKER not in target.read_text(encoding="utf-8", errors="replace"):
+                say(f"{target} exists and is not a compatibility module: left as it is")
+            continue
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+    if written:
+        say(f"the harness is now bench_harness; {folder}/ re-exports what your files import from it: "
+            + ", ".join(path.stem for path in written))
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="operation", required=True)
@@ -145,9 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     moving = sub.add_parser("move", help="move a file or folder (paths may use {package_name})")
     moving.add_argument("old")
     moving.add_argument("new")
+    sub.add_parser("harness-compat", help="0.3.0: re-export modules for files importing the old src/<pkg>/harness/")
     args = parser.parse_args(argv)
     if args.operation == "rename-answer":
         rename_answer(args.old, args.new)
+    elif args.operation == "harness-compat":
+        harness_compat()
     else:
         move(expand(args.old), expand(args.new))
     return 0

@@ -1,10 +1,10 @@
 """`copier update` in generated projects: user edits kept, harness updated, migrations, recopy.
 
 Releases are semver tags in a TEMPORARY copy of this repository's working tree (never tags in
-the real one):
+the real one; tests/test_migrate_52a9c04.py updates from the real previous release instead):
 
 * v0.1.0: the working tree as it is;
-* v0.2.0: a harness change (a constant in harness/__init__.py, a target in harness.mk);
+* v0.2.0: a harness change (a constant in bench_harness/__init__.py, a target in harness.mk);
 * v0.3.0: a migration: the answer `author_name` becomes `author`, and the user-owned
   EXPERIMENT_PLAN.md moves to docs/, both done by migrations/migrate.py from `_migrations`.
 
@@ -62,7 +62,7 @@ def release(repo: Path, tag: str) -> None:
 
 def change_harness(repo: Path) -> None:
     """v0.2.0: what any fix of a template-owned file looks like to a generated project."""
-    init = next((repo / "template" / "src").glob("*/harness/__init__.py"))
+    init = repo / "template" / "src" / "bench_harness" / "__init__.py"
     init.write_text(init.read_text() + HARNESS_LINE)
     makefile = repo / "template" / "harness.mk"
     makefile.write_text(makefile.read_text() + HARNESS_TARGET)
@@ -217,9 +217,9 @@ def test_update_keeps_user_edits_updates_the_harness_and_migrates(releases: Path
     # 1. An update across a harness change.
     out = make(project, "update", "ARGS=--vcs-ref v0.2.0").stdout
     assert "schema: ok" in out, out
-    assert changed_files(project) == {".copier-answers.yml", "harness.mk", f"src/{PACKAGE}/harness/__init__.py"}
+    assert changed_files(project) == {".copier-answers.yml", "harness.mk", "src/bench_harness/__init__.py"}
     assert all((project / path).read_text() == text for path, text in edited.items())
-    assert (project / "src" / PACKAGE / "harness" / "__init__.py").read_text().endswith(HARNESS_LINE)
+    assert (project / "src" / "bench_harness" / "__init__.py").read_text().endswith(HARNESS_LINE)
     assert make(project, "harness-release").stdout.strip() == "harness 0.2.0"
     assert "hello from" in make(project, "hello").stdout
     assert files_with_conflict_markers(project) == []
@@ -256,7 +256,7 @@ def test_update_fails_on_conflict_markers(releases: Path, tmp_path: Path) -> Non
     assert done.returncode != 0
     assert "conflict markers" in done.stderr and "harness.mk" in done.stderr, done.stderr
     assert files_with_conflict_markers(project) == ["harness.mk"]
-    assert (project / "src" / PACKAGE / "harness" / "__init__.py").read_text().endswith(HARNESS_LINE)
+    assert (project / "src" / "bench_harness" / "__init__.py").read_text().endswith(HARNESS_LINE)
 
 
 @pytest.mark.slow
@@ -273,10 +273,10 @@ def test_recopy_keeps_user_files_and_converted_data(releases: Path, tmp_path: Pa
 
     run(project, "copier", "recopy", "--trust", "--defaults", "--overwrite", "--vcs-ref", "v0.2.0")
     assert all((project / path).read_text() == text for path, text in edited.items())
-    assert (project / "src" / PACKAGE / "harness" / "__init__.py").read_text().endswith(HARNESS_LINE)
+    assert (project / "src" / "bench_harness" / "__init__.py").read_text().endswith(HARNESS_LINE)
     assert data.read_bytes() == before and not (project / "data" / "sample.jsonl").exists()
     assert git(project, "rev-parse", "HEAD") == head  # the user reviews a recopy before committing
-    assert changed_files(project) == {".copier-answers.yml", "harness.mk", f"src/{PACKAGE}/harness/__init__.py"}
+    assert changed_files(project) == {".copier-answers.yml", "harness.mk", "src/bench_harness/__init__.py"}
     assert make(project, "harness-release").stdout.strip() == "harness 0.2.0"
 
 
@@ -362,3 +362,28 @@ def test_move_expands_answers_and_never_overwrites(
     assert not migrate.move(old, new)  # done already
     old.write_text("another\n")
     assert not migrate.move(old, new) and old.read_text() == "another\n"  # the target exists: left for the user
+
+
+def test_harness_compat_writes_re_exports_only_for_imported_modules(
+    migrate: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.3.0: files importing the old src/<pkg>/harness/ get re-export modules there, once, never over a file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".copier-answers.yml").write_text(ANSWERS)
+    package = tmp_path / "src" / "pkg"
+    package.mkdir(parents=True)
+    (package / "predict.py").write_text("from .harness.errors import BenchmarkError\nfrom .harness import segments\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_kind.py").write_text('ex = importlib.import_module(f"{PACKAGE}.harness.executors")\n')
+    written = migrate.harness_compat()
+    assert sorted(path.name for path in written) == ["__init__.py", "errors.py", "executors.py", "segments.py"]
+    errors = (package / "harness" / "errors.py").read_text()
+    assert 'MOVED_TO = "bench_harness._core.errors"' in errors
+    compile(errors, "errors.py", "exec")
+    assert migrate.harness_compat() == []  # done already
+    (package / "harness" / "errors.py").write_text("mine\n")
+    assert migrate.harness_compat() == [] and (package / "harness" / "errors.py").read_text() == "mine\n"
+    (package / "predict.py").write_text("from bench_harness import BenchmarkError\n")
+    (tmp_path / "tests" / "test_kind.py").unlink()
+    shutil.rmtree(package / "harness")
+    assert migrate.harness_compat() == [] and not (package / "harness").exists()  # nothing imports it

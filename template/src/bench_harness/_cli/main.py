@@ -39,6 +39,7 @@ def _run_options(args: argparse.Namespace, phase: str) -> runner.RunOptions:
         scheduler=args.scheduler,
         use_cache=False if args.no_cache else None,
         show_progress=not args.quiet,
+        recompute_stale=getattr(args, "recompute_stale", False),
     )
 
 
@@ -46,11 +47,17 @@ def run_and_report(
     cfg: BenchConfig, options: runner.RunOptions, db_path: Any = None
 ) -> tuple[int, runner.RunSummary, list]:
     """Run, log the metrics rows, print them; exit code 3 when the run stopped early."""
-    summary = runner.run(cfg, options)
+    try:
+        summary = runner.run(cfg, options)
+    except runner.StaleResultsError as error:
+        print(f"REFUSED: {error}", file=sys.stderr)
+        return 2, runner.RunSummary(options.experiment_version or "", options.phase), []
+    moved = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.moved.items()))
     print(
         f"{summary.experiment_version}: {summary.tasks} tasks, {summary.computed} computed, "
         f"{summary.cache_hits} cache hits, {summary.resumed} already recorded, {summary.errors} errors, "
         f"{summary.retries} retries in {summary.seconds:.1f}s"
+        + (f"; rows moved to {cfg.predictions_table}_error_history before recomputing: {moved}" if moved else "")
     )
     if summary.stopped_early:
         print(
@@ -286,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=None, help="threads/processes/dask workers")
         p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a LocalCluster)")
         p.add_argument("--no-cache", action="store_true", help="recompute even what is cached")
+        p.add_argument(
+            "--recompute-stale",
+            action="store_true",
+            help="recompute the results a template release invalidated (the run refuses and says how many without it)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         if name == "experiment":
             _add_preflight_flags(p)

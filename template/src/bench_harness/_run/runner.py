@@ -2,7 +2,8 @@
 
 Template-owned. For each run:
 
-1. expand the grid of configurations over the items, and key every task (keys.py);
+1. expand the grid of configurations over the items, and key every task (keys.py); refuse,
+   saying how many and why, when a release invalidated recorded results (unless recompute_stale);
 2. skip tasks this experiment version already recorded (resume after a crash or a kill);
 3. log cache hits from earlier runs in one SQL statement (no predict() call);
 4. compute the rest with the chosen executor, and record the results from this process only,
@@ -50,6 +51,12 @@ class RunOptions:
     only_input_ids: set[str] | None = None
     only_errors: bool = False
     show_progress: bool = True
+    # Recompute the tasks whose recorded results a template release invalidated (keys.INVALIDATED).
+    recompute_stale: bool = False
+
+
+class StaleResultsError(RuntimeError):
+    """A release invalidated recorded results this run would use: the message says how many, why, and the flag."""
 
 
 @dataclass
@@ -66,6 +73,8 @@ class RunSummary:
     retries: int = 0
     stopped_early: bool = False
     stop_reason: str = ""
+    # Rows moved to the error-history table before being recomputed, by why: {"stale": n, "error": m}.
+    moved: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     track_ids: dict[str, str] = field(default_factory=dict)
     configs: list[Any] = field(default_factory=list)
@@ -84,6 +93,8 @@ class Plan:
     config_ids: list[str]
     digests: list[str]  # per input
     keys: list[str]  # per task
+    identities: list[str]  # per task: config_id + input_digest, what the cache matches on (with the code)
+    key_prefixes: dict[str, str]  # config_id -> the first half of its tasks' cache_key
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -126,12 +137,14 @@ def unique_configs(grid: Sequence[Any]) -> list[Any]:
 
 
 def plan_tasks(grid: Sequence[Any], items: Sequence[dict], code: str) -> Plan:
-    """Every (configuration, input) pair with its stable cache key."""
+    """Every (configuration, input) pair with its stable identity and cache key."""
     items = list(items)
     digests = keys.input_digests(items)
     config_ids = [keys.config_id(config) for config in grid]
-    task_keys = [key for cid in config_ids for key in keys.cache_keys(code, cid, digests)]
-    return Plan(items, list(grid), config_ids, digests, task_keys)
+    prefixes = {cid: keys.key_prefix(code, cid) for cid in config_ids}
+    task_keys = [prefixes[cid] + digest for cid in config_ids for digest in digests]
+    identities = [keys.identity(cid, digest) for cid in config_ids for digest in digests]
+    return Plan(items, list(grid), config_ids, digests, task_keys, identities, prefixes)
 
 
 def shared_columns(plan: Plan, code: str, meta: dict[str, Any], track_ids: dict[str, str]) -> list[dict[str, Any]]:
@@ -144,6 +157,7 @@ def shared_columns(plan: Plan, code: str, meta: dict[str, Any], track_ids: dict[
             **{f"params_{k}": v for k, v in keys.params_dict(config).items()},
             "config_id": cid,
             "code_version": code,
+            "cache_key_version": keys.KEY_VERSION,
             **meta,
         }
         for config, cid in zip(plan.configs, plan.config_ids, strict=True)
@@ -185,7 +199,9 @@ def run(
 
     with Store(cfg.db_path) as store:
         store.ensure_table(table)
-        todo = _resume(store, table, plan, version, phase, options.only_errors, summary)
+        if use_cache and not options.only_errors:
+            _check_invalidated(store, table, plan, code, options.recompute_stale)
+        todo = _resume(store, table, plan, code, version, phase, options.only_errors, summary)
         if not todo:
             summary.seconds = time.perf_counter() - started
             return summary
@@ -206,7 +222,8 @@ def _log_cache_hits(
     recorder: RunRecorder, plan: Plan, todo: list[int], summary: RunSummary, progress: Progress | None
 ) -> list[int]:
     """Record the tasks an earlier run computed without error as cache hits; return the others."""
-    hits = recorder.copy_cache_hits(plan.keys if len(todo) == len(plan) else [plan.keys[index] for index in todo])
+    wanted = plan.identities if len(todo) == len(plan) else [plan.identities[index] for index in todo]
+    hits = recorder.copy_cache_hits(wanted, plan.key_prefixes)
     summary.cache_hits = len(hits)
     if progress:
         progress.skip(summary.cache_hits, cache_hits=summary.cache_hits)
@@ -218,17 +235,57 @@ def _log_cache_hits(
     return [index for position, index in enumerate(todo) if position not in hit]
 
 
+def _check_invalidated(store: Store, table: str, plan: Plan, code: str, recompute_stale: bool) -> None:
+    """Before anything is computed: say how many of this run's tasks a release invalidated, and why.
+
+    Those are tasks with an error-free recorded result whose identity matches but was recorded
+    under an identity version this release lists in keys.INVALIDATED (and with no trusted row).
+    Without `recompute_stale` the run refuses (recomputing may cost money: API calls); with it,
+    the message is printed and the tasks are recomputed (rows of the resumed version are moved to
+    the error-history table as `stale`, and counted in the summary).
+    """
+    if not keys.INVALIDATED:  # the usual case: no query at all
+        return
+    recorded = store.identities_by_key_version(table, code, plan.config_ids)
+    trusted = set().union(*(ids for version, ids in recorded.items() if version not in keys.INVALIDATED))
+    planned = set(plan.identities) - trusted
+    counts = {
+        version: len(ids & planned) for version, ids in sorted(recorded.items()) if version in keys.INVALIDATED
+    }
+    affected = len(set().union(*(recorded[version] for version in counts)) & planned)
+    if not affected:
+        return
+    reasons = "; ".join(
+        f"{count} recorded under cache identity v{version}: {keys.INVALIDATED[version]}"
+        for version, count in counts.items()
+        if count
+    )
+    message = f"this release invalidates the recorded results of {affected} of this run's tasks ({reasons})"
+    if not recompute_stale:
+        raise StaleResultsError(f"{message}. Nothing was computed: re-run with --recompute-stale to recompute them.")
+    print(f"{message}: recomputing them (--recompute-stale).", file=sys.stderr, flush=True)
+
+
 def _resume(
-    store: Store, table: str, plan: Plan, version: str, phase: str, only_errors: bool, summary: RunSummary
+    store: Store,
+    table: str,
+    plan: Plan,
+    code: str,
+    version: str,
+    phase: str,
+    only_errors: bool,
+    summary: RunSummary,
 ) -> list[int]:
     """The tasks (plan indexes) this run still has to do, given what this experiment version already recorded.
 
     Resume is by (configuration, input), so one version never holds two rows for the same
-    prediction. A recorded row counts as done only when it is error-free and has the key this run
-    would compute (same predict code, same input content). Error rows, and stale rows (predict()
-    or the input changed since, e.g. between two `make dev`), are moved to the error-history table
-    and recomputed; with `only_errors` (retry-errors) only error rows are. Configurations keep the
-    track_id they were first recorded under.
+    prediction. A recorded row counts as done only when it is error-free and has this task's
+    identity (same predict code version, same input content: keys.py; the cache_key's format
+    does not matter, so a run resumed after a template update keeps its rows). Error rows, and
+    stale rows (predict() or the input changed since, e.g. between two `make dev`, or a release
+    invalidated the row's identity version), are moved to the error-history table, counted in
+    `summary.moved`, and recomputed; with `only_errors` (retry-errors) only error rows are.
+    Configurations keep the track_id they were first recorded under.
     """
     where = {"experiment_version": version, "phase": phase}
     recorded = store.recorded(table, where)
@@ -239,16 +296,21 @@ def _resume(
         return list(range(len(plan)))
     summary.track_ids.update(store.track_ids(table, where))
     pairs = [plan.pair(index) for index in range(len(plan))]
-    wanted = dict(zip(pairs, plan.keys, strict=True))
+    wanted = dict(zip(pairs, plan.identities, strict=True))
     done: set[tuple[str, str]] = set()
     redo: dict[int, str] = {}  # rowid -> why it is recomputed
-    for rowid, key, cid, iid, failed in recorded:
+    for rowid, row_code, cid, iid, digest, key_version, failed in recorded:
         pair = (cid, iid)
         if pair not in wanted:
             continue  # not part of this run (e.g. a smaller --limit): left as it is
         if failed:
             redo[rowid] = "error"
-        elif key == wanted[pair]:
+        elif (
+            row_code == code
+            and digest is not None
+            and keys.identity(cid, digest) == wanted[pair]
+            and key_version not in keys.INVALIDATED
+        ):
             done.add(pair)
         elif not only_errors:
             redo[rowid] = "stale"
@@ -256,10 +318,13 @@ def _resume(
         moved_at = timestamp()
         for reason in sorted(set(redo.values())):
             rowids = [rowid for rowid, why in redo.items() if why == reason]
-            store.move_rows(table, history_table(table), rowids, {"moved_at": moved_at, "moved_because": reason})
+            moved = store.move_rows(
+                table, history_table(table), rowids, {"moved_at": moved_at, "moved_because": reason}
+            )
+            summary.moved[reason] = summary.moved.get(reason, 0) + moved
     todo = [index for index, pair in enumerate(pairs) if pair not in done]
     if only_errors:
-        failed_pairs = {(cid, iid) for rowid, _, cid, iid, failed in recorded if failed} - done
+        failed_pairs = {(cid, iid) for _, _, cid, iid, _, _, failed in recorded if failed} - done
         todo = [index for index in todo if pairs[index] in failed_pairs]
         summary.tasks = len(todo)
     else:

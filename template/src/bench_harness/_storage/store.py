@@ -8,7 +8,8 @@ per-row `track()` (about 1 ms a row): xetrack's column conventions are kept (`tr
 as new keys appear.
 
 The predictions table is also the cache: a computed, error-free row is found again by its
-`cache_key`, which is stable across processes (see keys.py).
+identity's components (code_version, config_id, input_digest), stable across processes and
+releases (see keys.py), not by the text of its `cache_key`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,25 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from . import keys
+
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
-# Indexes by the columns they need: the cache looks computed, error-free rows up by
-# (configuration, input, key), all read from the index; resume, metrics and retry-errors read one
-# experiment version. Every index slows each insert, and an index on the random cache_key alone
-# would cost 40% of the write throughput, while these two grow mostly at their end. The cache's
-# index is partial: cache-hit and error rows are never looked up, so they are not in it.
+# Indexes by the columns they need: the cache looks computed, error-free rows up by their identity
+# (configuration, code version, input digest), all read from the index; resume, metrics and
+# retry-errors read one experiment version. Every index slows each insert, and an index led by a
+# random digest would cost 40% of the write throughput, while these grow mostly at their end
+# (input_id before input_digest: rows are written in input order). The cache's index is partial:
+# cache-hit and error rows are never looked up, so they are not in it.
 CACHE_ROWS = "cache = '' AND error IS NULL"
 INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
-    "cached": (("config_id", "input_id", "cache_key"), CACHE_ROWS),
+    "identity": (("config_id", "code_version", "input_id", "input_digest"), CACHE_ROWS),
     "version": (("experiment_version", "config_id", "input_id"), ""),
 }
-RETIRED_INDEXES = ("computed",)  # replaced by "cached", which also holds the key
+# Replaced: "computed" by "cached", "cached" (which matched on the cache_key text) by "identity".
+RETIRED_INDEXES = ("computed", "cached")
+# The columns the cache matches on (keys.py), and the version of their definition.
+IDENTITY_COLUMNS = ("config_id", "code_version", "input_digest")
+KEY_VERSION_COLUMN = "cache_key_version"
 
 # Cell types SQLite binds as they are (NaN floats are stored as NULL by SQLite itself).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
@@ -268,21 +276,50 @@ class Store:
         return cursor.rowcount
 
     # -- resume -------------------------------------------------------------------------------
-    def recorded(self, table: str, where: dict[str, Any]) -> list[tuple[int, str, str, str, bool]]:
-        """(rowid, cache_key, config_id, input_id, failed) of every row matching `where`.
+    def recorded(self, table: str, where: dict[str, Any]) -> list[tuple[int, str, str, str, str, int, bool]]:
+        """(rowid, code_version, config_id, input_id, input_digest, key version, failed) of every row matching `where`.
 
         Reads one experiment version through its index: empty for a new run, the rows already
-        written for a resumed one.
+        written for a resumed one. A row is the same task as a planned one when its identity's
+        components match (keys.py), whatever the format of its cache_key.
         """
-        needed = {"cache_key", "config_id", "input_id", "error"} | set(where)
-        if not self.has_table(table) or not needed <= set(self.columns(table)):
+        known = set(self.columns(table))
+        needed = {*IDENTITY_COLUMNS, "input_id", "error"} | set(where)
+        if not self.has_table(table) or not needed <= known:
             return []
+        version = quote(KEY_VERSION_COLUMN) if KEY_VERSION_COLUMN in known else "NULL"
         clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
         rows = self.conn.execute(
-            f"SELECT rowid, cache_key, config_id, input_id, error IS NOT NULL FROM {quote(table)} WHERE {clause}",
+            f"SELECT rowid, code_version, config_id, input_id, input_digest, {version}, error IS NOT NULL "
+            f"FROM {quote(table)} WHERE {clause}",
             tuple(where.values()),
         ).fetchall()
-        return [(rowid, key, cid, str(iid), bool(failed)) for rowid, key, cid, iid, failed in rows]
+        return [
+            (rowid, code, cid, str(iid), digest, keys.row_key_version(key_version), bool(failed))
+            for rowid, code, cid, iid, digest, key_version, failed in rows
+        ]
+
+    def identities_by_key_version(self, table: str, code: str, config_ids: Sequence[str]) -> dict[int, set[str]]:
+        """{identity version: identities (keys.identity)} of the error-free computed rows of `code` and `config_ids`.
+
+        Asked only when a release invalidated an identity version (keys.INVALIDATED): the run then
+        says how many of its tasks lost their recorded result, and why, before computing anything.
+        """
+        known = set(self.columns(table))
+        if not {*IDENTITY_COLUMNS, "cache", "error"} <= known:
+            return {}
+        version = str(keys.LEGACY_KEY_VERSION)
+        if KEY_VERSION_COLUMN in known:
+            version = f"coalesce({quote(KEY_VERSION_COLUMN)}, {keys.LEGACY_KEY_VERSION})"
+        found: dict[int, set[str]] = {}
+        rows = self.conn.execute(
+            f"SELECT {version}, config_id || input_digest FROM {quote(table)} "
+            f"WHERE config_id IN (SELECT value FROM json_each(?)) AND code_version = ? AND {CACHE_ROWS}",
+            (json.dumps(list(config_ids)), code),
+        )
+        for key_version, identity in rows:
+            found.setdefault(int(key_version), set()).add(identity)
+        return found
 
     def track_ids(self, table: str, where: dict[str, Any]) -> dict[str, str]:
         """config_id -> the track_id its rows matching `where` were recorded under (resume keeps it)."""
@@ -450,7 +487,7 @@ class RunRecorder:
     # -- cache hits ----------------------------------------------------------------------------
     def has_cached_rows(self) -> bool:
         """Whether any configuration of this run has an error-free computed row (one index probe)."""
-        if not {"config_id", "input_id", "cache_key", "cache", "error"} <= self.store.columns(self.table).keys():
+        if not {*IDENTITY_COLUMNS, "input_id", "cache", "error"} <= self.store.columns(self.table).keys():
             return False
         found = self.store.conn.execute(
             f"SELECT 1 FROM {quote(self.table)} WHERE config_id IN (SELECT config_id FROM temp.run_shared) "
@@ -458,22 +495,34 @@ class RunRecorder:
         ).fetchone()
         return found is not None
 
-    def copy_cache_hits(self, wanted: Sequence[str]) -> list[int]:
+    def _trusted_rows(self) -> str:
+        """SQL condition on `t`: its identity version is one this release trusts (keys.INVALIDATED)."""
+        if not keys.INVALIDATED:
+            return ""
+        if KEY_VERSION_COLUMN not in self.store.columns(self.table):
+            return " AND 0" if keys.LEGACY_KEY_VERSION in keys.INVALIDATED else ""
+        listed = ", ".join(str(int(version)) for version in keys.INVALIDATED)
+        return f" AND coalesce(t.{quote(KEY_VERSION_COLUMN)}, {keys.LEGACY_KEY_VERSION}) NOT IN ({listed})"
+
+    def copy_cache_hits(self, wanted: Sequence[str], key_prefixes: dict[str, str] | None = None) -> list[int]:
         """Log the tasks an earlier run computed without error as cache hits; return their positions.
 
-        `wanted` holds each task's cache_key (it names the configuration, the code version and
-        the input, id included). The keys of this run's configurations' error-free computed rows
-        come from the cache's index in one query; each task whose key is there is copied from the
-        oldest such row, with this run's shared columns, `cache` = the track_id that computed it
-        and no function_time, by one INSERT ... SELECT over the row ids (passed as one JSON array).
+        `wanted` holds each task's identity (keys.identity: config_id + input_digest, the input's
+        id included); a row is a hit when it has this run's code version for its configuration
+        and that identity, whatever the format of its cache_key (an older release's rows are hits
+        too). The identities come from the cache's index in one query; each task found is copied
+        from the oldest such row, with this run's shared columns, `cache` = the track_id that
+        computed it, no function_time and (with `key_prefixes`: config_id -> keys.key_prefix) the
+        cache_key of today's format, by one INSERT ... SELECT over the row ids (one JSON array).
         """
         table = quote(self.table)
         if not wanted or not self.has_cached_rows():
             return []
         conn = self.store.conn
         found = conn.execute(
-            f"SELECT cache_key, rowid FROM {table} "
-            f"WHERE config_id IN (SELECT config_id FROM temp.run_shared) AND {CACHE_ROWS}"
+            f"SELECT t.config_id || t.input_digest, t.rowid FROM temp.run_shared r JOIN {table} t "
+            f"ON t.config_id = r.config_id AND t.code_version = r.code_version WHERE t.cache = '' AND t.error IS NULL"
+            f"{self._trusted_rows()}"
         ).fetchall()
         oldest = dict(sorted(found, key=itemgetter(1), reverse=True))  # the last assignment, the smallest rowid, wins
         matches = [(position, rowid) for position, rowid in enumerate(map(oldest.get, wanted)) if rowid is not None]
@@ -483,13 +532,20 @@ class RunRecorder:
         sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
         sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
         sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
+        prefixes = ""
+        if key_prefixes and "cache_key" in sources:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_key_prefix (config_id TEXT PRIMARY KEY, prefix TEXT)")
+            conn.execute("DELETE FROM temp.run_key_prefix")
+            conn.executemany("INSERT INTO temp.run_key_prefix VALUES (?, ?)", key_prefixes.items())
+            prefixes = " JOIN temp.run_key_prefix k ON k.config_id = t.config_id"
+            sources["cache_key"] = "k.prefix || t.input_digest"
         rowids = json.dumps([rowid for _, rowid in matches])
         with self.store.transaction():
             # In the order of the array (json_each is the outer loop): the tasks' order.
             conn.execute(
                 f"INSERT INTO {table} ({', '.join(map(quote, sources))}) SELECT {', '.join(sources.values())} "
                 f"FROM json_each(?) j JOIN {table} t ON t.rowid = j.value "
-                f"JOIN temp.run_shared r ON r.config_id = t.config_id",
+                f"JOIN temp.run_shared r ON r.config_id = t.config_id{prefixes}",
                 (timestamp(), rowids),
             )
         return [position for position, _ in matches]

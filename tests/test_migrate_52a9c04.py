@@ -1,0 +1,85 @@
+"""A benchmark rendered at commit 52a9c04 (the release before bench_harness) updates to today's layout.
+
+Issue 12 item 8 and issue 13 point 1, from the real commit: in a temporary clone of this
+repository, 52a9c04 is tagged v0.2.0 and the working tree (uncommitted changes included) v0.3.0.
+A project rendered at v0.2.0 (layout src/<pkg>/harness/, old-style predict returning full rows)
+runs an experiment, then `make update`: its files stay byte for byte what they were, the old
+harness imports are served by the migration's re-export modules, `make test` passes, and the
+next experiment computes nothing (every row a cache hit: same code version, configuration and
+input digest, whatever the key format).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE, make
+from test_update import commit, copy_working_tree, experiment, git, render_release
+
+OLD_RELEASE = "52a9c04"
+PACKAGE = "mig"
+USER_FILES = [
+    f"src/{PACKAGE}/predict.py",
+    f"src/{PACKAGE}/data.py",
+    f"src/{PACKAGE}/params.py",
+    f"src/{PACKAGE}/scoring.py",
+    "tests/test_predict_contract.py",
+    "Makefile",
+    "README.md",
+    "EXPERIMENT_PLAN.md",
+]
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of this repository: v0.2.0 = commit 52a9c04, v0.3.0 = the working tree."""
+    repo = tmp_path_factory.mktemp("releases52") / "copier-benchmark"
+    subprocess.run(["git", "clone", "--quiet", str(TEMPLATE), str(repo)], check=True)
+    git(repo, "tag", "v0.2.0", OLD_RELEASE)
+    git(repo, "rm", "-r", "--quiet", ".")
+    copy_working_tree(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", "release v0.3.0")
+    git(repo, "tag", "v0.3.0")
+    return repo
+
+
+@pytest.mark.slow
+def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(releases: Path, tmp_path: Path) -> None:
+    project = render_release(releases, tmp_path / "project", "v0.2.0", {"project_name": PACKAGE}, tasks=True)
+    old_harness = project / "src" / PACKAGE / "harness"
+    assert (old_harness / "errors.py").is_file() and not (project / "src" / "bench_harness").exists()
+    predict_source = (project / "src" / PACKAGE / "predict.py").read_text()
+    assert "from .harness.errors import" in predict_source and '"input_id":' in predict_source  # old style
+    experiment(project, "e0.0.1")
+    assert git(project, "status", "--porcelain") == ""  # the experiment committed: `make update` needs that
+    before = {name: (project / name).read_bytes() for name in USER_FILES}
+
+    out = make(project, "update", "ARGS=--vcs-ref v0.3.0").stdout
+    assert "re-exports what your files import" in out, out
+
+    # The new layout: the harness is bench_harness; the old folder holds only the re-export modules.
+    assert (project / "src" / "bench_harness" / "__init__.py").is_file()
+    assert "src/bench_harness" in (project / "pyproject.toml").read_text()
+    compat = sorted(path.name for path in old_harness.glob("*.py"))
+    assert compat == ["__init__.py", "datafiles.py", "errors.py", "segments.py"], compat
+    for path in old_harness.glob("*.py"):
+        text = path.read_text()
+        assert "Compatibility re-exports written by copier-benchmark's 0.3.0 migration" in text
+        assert re.findall(r"^from \S+ import", text, re.MULTILINE) == ["from __future__ import", "from typing import"]
+    # The user's files are exactly as they were.
+    assert {name: (project / name).read_bytes() for name in USER_FILES} == before
+    assert "_commit: v0.3.0" in (project / ".copier-answers.yml").read_text()
+    commit(project, "copier-benchmark 0.3.0", hooks=True)
+
+    make(project, "test")
+    out = make(project, "experiment", "MESSAGE=after the update").stdout
+    assert re.search(r"e0\.0\.2: (\d+) tasks, 0 computed, \1 cache hits", out), out
+
+    # Idempotent: running the migration again changes nothing.
+    script = releases / "migrations" / "migrate.py"
+    subprocess.run(["python3", str(script), "harness-compat"], cwd=project, check=True, capture_output=True)
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
