@@ -8,11 +8,12 @@ makes deterministic mistakes at its own rate, so configurations differ the way r
 
 Fault injection for the tests: `faults` is a queue of actions, one consumed per request:
 `rate_limit` (429 with Retry-After in seconds), `rate_limit_date` (429 with an HTTP-date
-Retry-After), `server_error` (503), `timeout` (answers after `delay_seconds`), `bad_json` (a 200
-whose body is not JSON). `expected_key` makes the server answer 401 to a request whose bearer key
-differs. `echo_key=True` makes every error body echo the bearer key the way careless servers do
-(whole, JSON-escaped, lower- and upper-cased, URL-encoded, and cut near a 300-character limit):
-the client must never let any of it through.
+Retry-After), `server_error` (503), `status_NNN` (that HTTP status, e.g. `status_408`), `timeout`
+(answers after `delay_seconds`), `bad_json` (a 200 whose body is not JSON). `expected_key`
+makes the server answer 401 to a request whose bearer key differs. `echo_key=True` makes every
+error body echo the bearer key the way careless servers do (whole, JSON-escaped, lower- and
+upper-cased, URL-encoded, and cut near a 300-character limit): the client must never let any of
+it through. `connect_delay` and `close_connections`: see local_http.py.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def echoed(key: str) -> str:
     forms = [
         key,
         "".join(f"\\u{ord(c):04x}" for c in key),  # JSON-escaped
+        key.replace("/", "\\/"),  # JSON-escaped the way some encoders do it (\/)
         key.lower(),
         key.upper(),
         urllib.parse.quote(key, safe=""),
@@ -130,8 +132,9 @@ class LocalLLMServer(LocalHttpServer):
         delay_seconds: float = 2.0,
         echo_key: bool = False,
         port: int = 0,
+        **connection_options: Any,
     ):
-        super().__init__(port)
+        super().__init__(port, **connection_options)
         self.model = StandInModel(answers)
         self.faults: deque[str] = deque(faults)
         self.expected_key = expected_key
@@ -174,6 +177,8 @@ class LocalLLMServer(LocalHttpServer):
             return 429, {"Retry-After": when}, self.error("rate limit exceeded", key)
         if fault == "server_error":
             return 503, {}, self.error("overloaded", key)
+        if fault and fault.startswith("status_"):
+            return int(fault.removeprefix("status_")), {}, self.error(fault, key)
         if fault == "timeout":
             time.sleep(self.delay_seconds)
         if fault == "bad_json":

@@ -37,8 +37,8 @@ class LocalService(LocalHttpServer):
 
     thread_name = "local-service"
 
-    def __init__(self, fail_every: int = 0, port: int = 0):
-        super().__init__(port)
+    def __init__(self, fail_every: int = 0, port: int = 0, **connection_options: Any):
+        super().__init__(port, **connection_options)
         self.fail_every = fail_every
 
     @property

@@ -4,7 +4,9 @@ Template-owned. The stand-ins (llm_server.py, load_server.py) only say how to an
 `respond(path, body, headers) -> (status, headers, payload)`. Keep-alive is on (HTTP/1.1), Nagle
 is off (a request must not wait ~40 ms for a delayed ACK), the listen backlog is deep enough for
 real concurrency, and every accepted TCP connection is counted (`connections`), so a test can
-tell a client that reuses its connection from one that opens a new one per request.
+tell a client that reuses its connection from one that opens a new one per request. For such
+tests, `connect_delay` makes every new connection cost that long before it is served (as a TLS
+handshake to a distant endpoint would), and `close_connections=True` answers `Connection: close`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,6 +39,8 @@ class _Server(ThreadingHTTPServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         connection = super().get_request()
         self.owner.count_connection()
+        if self.owner.connect_delay:
+            time.sleep(self.owner.connect_delay)  # the set-up cost of a new connection, paid once per connection
         return connection
 
 
@@ -44,12 +49,17 @@ class LocalHttpServer:
 
     thread_name = "local-http"
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, connect_delay: float = 0.0, close_connections: bool = False):
         self.lock = threading.Lock()
         self.requests = 0
         self.connections = 0
+        self.connect_delay = connect_delay
+        self.close_connections = close_connections
         self.httpd = _Server(("127.0.0.1", port), _Handler, self)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name=self.thread_name, daemon=True)
+        # A short poll interval: stop() waits for it (the default 0.5 s makes every test's server slow to stop).
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=self.thread_name, daemon=True
+        )
 
     @property
     def origin(self) -> str:
@@ -91,7 +101,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - the http.server API
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {name.lower(): value for name, value in self.headers.items()}
-        status, extra, payload = self.server.owner.respond(self.path, body, headers)
+        owner = self.server.owner
+        status, extra, payload = owner.respond(self.path, body, headers)
+        if owner.close_connections:
+            extra = {**extra, "Connection": "close"}
+            self.close_connection = True
         try:
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **extra}.items():
