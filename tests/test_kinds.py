@@ -63,9 +63,9 @@ def test_every_kind_renders_its_own_sources(tmp_path: Path, kind: str) -> None:
     assert (project / "data" / "sample.jsonl").stat().st_size > 0
     defaults = yaml.safe_load((TEMPLATE / "kinds" / kind / "metrics.yml").read_text())
     assert set(config_of(project)["analysis"]["metrics"]) == set(defaults)
-    has_server = kind in ("llm", "throughput")
-    assert (package / "local_server.py").is_file() == has_server
-    assert (project / "tests" / f"test_{kind}_kind.py").is_file() == (has_server or kind == "embeddings")
+    assert not (package / "local_server.py").exists(), "the stand-in servers are template-owned (bench_harness)"
+    has_kind_test = kind in ("llm", "throughput", "embeddings")
+    assert (project / "tests" / f"test_{kind}_kind.py").is_file() == has_kind_test
     assert (project / "pricing.toml").is_file() == (kind == "llm")
     assert f"## This benchmark's kind: {kind}" in (project / "README.md").read_text()
 
@@ -146,13 +146,19 @@ def test_generated_tests_and_experiment_pass_offline_with_sensible_metrics(rende
 
 
 def fake_endpoint() -> Any:
-    """kinds/llm/local_server.py (plain Python) as a fake OpenAI-compatible server that wants SECRET."""
-    spec = importlib.util.spec_from_file_location("kind_llm_server", TEMPLATE / "kinds" / "llm" / "local_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The harness's stand-in (bench_harness/_clients/llm_server.py) as a fake endpoint that wants SECRET."""
+    import sys
+
+    from toy import HARNESS_SRC
+
+    sys.path.insert(0, str(HARNESS_SRC))
+    try:
+        module = importlib.import_module("bench_harness._clients.llm_server")
+    finally:
+        sys.path.remove(str(HARNESS_SRC))
     lines = (TEMPLATE / "kinds" / "llm" / "sample.jsonl").read_text().splitlines()
     answers = {item["question"]: item["answer"] for item in map(json.loads, lines)}
-    return module.LocalLLMServer(answers, faults=("rate_limit", "server_error"), expected_key=SECRET)
+    return module.LocalLLMServer(answers, faults=("rate_limit", "server_error"), expected_key=SECRET, echo_key=True)
 
 
 def files_holding(root: Path, needle: bytes) -> list[str]:

@@ -37,10 +37,30 @@ from ._core.segments import input_length, segment_fields
 
 # Names whose module is imported only when first used: {name: (module, attribute)}.
 _LAZY: dict[str, tuple[str, str]] = {
+    # results as DataFrames (notebooks, scripts): read-only through DuckDB
     "experiment_versions": ("._results.frames", "experiment_versions"),
     "load_metrics": ("._results.frames", "load_metrics"),
     "load_predictions": ("._results.frames", "load_predictions"),
     "sql": ("._results.frames", "sql"),
+    # the OpenAI-compatible chat client (llm kind): built on the `openai` package
+    "ChatClient": ("._clients.openai_chat", "ChatClient"),
+    "ChatEndpoint": ("._clients.openai_chat", "Endpoint"),
+    "chat_client": ("._clients.openai_chat", "chat_client"),
+    "chat_completion": ("._clients.openai_chat", "chat_completion"),
+    "chat_endpoint_identity": ("._clients.openai_chat", "endpoint_identity"),
+    "LocalLLMServer": ("._clients.llm_server", "LocalLLMServer"),
+    "local_llm_url": ("._clients.llm_server", "local_llm_url"),
+    # the load generator and the local service (throughput kind)
+    "HttpTarget": ("._clients.load", "HttpTarget"),
+    "burst": ("._clients.load", "burst"),
+    "burst_error_type": ("._clients.load", "failure_category"),
+    "load_target_url": ("._clients.load", "target_url"),
+    "load_target_identity": ("._clients.load", "target_identity"),
+    "LocalService": ("._clients.load_server", "LocalService"),
+    "local_service_url": ("._clients.load_server", "local_service_url"),
+    "service_work": ("._clients.load_server", "handle"),
+    # secrets: what every stored message goes through
+    "redact": ("._core.secrets", "redact"),
 }
 
 __all__ = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import traceback
+from typing import Any
 
 API_TIMEOUT = "API_TIMEOUT"
 RATE_LIMIT = "RATE_LIMIT"
@@ -36,12 +37,25 @@ ALL_CATEGORIES = (
 
 
 class BenchmarkError(Exception):
-    """An error that already knows its category (and, for rate limits, how long to wait)."""
+    """An error that already knows its category (and, for rate limits, how long to wait).
 
-    def __init__(self, message: str, error_type: str = UNKNOWN, retry_after: float | None = None):
+    `raw_response` and any keyword `extras` are what predict() produced before it failed (the
+    model's unparsable answer, token counts, ...): the error row keeps them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        error_type: str = UNKNOWN,
+        retry_after: float | None = None,
+        raw_response: Any = None,
+        **extras: Any,
+    ):
         super().__init__(message)
         self.error_type = error_type
         self.retry_after = retry_after
+        self.raw_response = raw_response
+        self.extras = extras
 
 
 def _status_code(exc: BaseException) -> int | None:

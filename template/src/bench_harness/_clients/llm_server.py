@@ -1,32 +1,42 @@
-"""A deterministic, OpenAI-compatible chat endpoint on 127.0.0.1. YOURS: delete it once you use a real one.
+"""A deterministic, OpenAI-compatible chat endpoint on 127.0.0.1: the llm kind's offline stand-in.
 
-It is NOT a language model: it is the offline stand-in the demo and the tests run the real HTTP
-client against, so every part of the pipeline (request, parsing, tokens, cost, retries) works
-before you have an endpoint or a key. Its answers come from an answer book (the bundled data),
-arithmetic is computed, and each `local-*` model makes deterministic mistakes at its own rate,
-so configurations differ the way real models do.
+Template-owned. It is NOT a language model: it is what the demo and the tests run the real client
+(openai_chat.py) against, so every part of the pipeline (request, parsing, tokens, cost, retries)
+works before you have an endpoint or a key. Its answers come from an answer book (the project's
+data: each record's `question` and `answer`), arithmetic is computed, and each `local-*` model
+makes deterministic mistakes at its own rate, so configurations differ the way real models do.
 
 Fault injection for the tests: `faults` is a queue of actions, one consumed per request:
-`rate_limit` (429 with Retry-After), `server_error` (503), `timeout` (answers after
-`delay_seconds`), `bad_json` (a 200 whose body is not JSON). `expected_key` makes the server
-answer 401 to a request whose `Authorization: Bearer` key differs; it never logs or echoes the key.
+`rate_limit` (429 with Retry-After in seconds), `rate_limit_date` (429 with an HTTP-date
+Retry-After), `server_error` (503), `status_NNN` (that HTTP status, e.g. `status_408`), `timeout`
+(answers after `delay_seconds`), `bad_json` (a 200 whose body is not JSON). `expected_key`
+makes the server answer 401 to a request whose bearer key differs. `echo_key=True` makes every
+error body echo the bearer key the way careless servers do (whole, JSON-escaped, lower- and
+upper-cased, URL-encoded, and cut near a 300-character limit): the client must never let any of
+it through. `connect_delay` and `close_connections`: see local_http.py.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
+import os
 import re
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .local_http import LocalHttpServer, Response, json_error
 
 # Share of questions each stand-in model gets wrong (chosen by a hash: the same ones every run).
 ERROR_RATES = {"local-small": 0.35, "local-large": 0.08}
 MODEL_VERSION = "2026-01"
+# What the cache identity says for the stand-in: its answers depend on this, not on its random port.
+STAND_IN_IDENTITY = f"local-stand-in/{MODEL_VERSION}"
 ARITHMETIC = re.compile(r"what is (-?\d+)\s*([-+*x])\s*(-?\d+)", re.IGNORECASE)
 
 
@@ -94,14 +104,24 @@ class StandInModel:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    """A thread per connection; a listen backlog for real concurrency (the default 5 resets connections)."""
+def echoed(key: str) -> str:
+    """The key as a careless server echoes it: every form, the last one straddling a 300-character cut."""
+    forms = [
+        key,
+        "".join(f"\\u{ord(c):04x}" for c in key),  # JSON-escaped
+        key.replace("/", "\\/"),  # JSON-escaped the way some encoders do it (\/)
+        key.lower(),
+        key.upper(),
+        urllib.parse.quote(key, safe=""),
+    ]
+    text = "invalid request for key " + " / ".join(forms)
+    return text.ljust(300 - len(key) // 2, ".") + key
 
-    daemon_threads = True
-    request_queue_size = 256
 
-class LocalLLMServer:
-    """A threaded HTTP server with `POST /v1/chat/completions`; `base_url` ends in /v1."""
+class LocalLLMServer(LocalHttpServer):
+    """`POST /v1/chat/completions`; `base_url` ends in /v1."""
+
+    thread_name = "local-llm"
 
     def __init__(
         self,
@@ -110,94 +130,82 @@ class LocalLLMServer:
         expected_key: str | None = None,
         retry_after: float = 0.05,
         delay_seconds: float = 2.0,
+        echo_key: bool = False,
         port: int = 0,
+        **connection_options: Any,
     ):
+        super().__init__(port, **connection_options)
         self.model = StandInModel(answers)
         self.faults: deque[str] = deque(faults)
         self.expected_key = expected_key
         self.retry_after = retry_after
         self.delay_seconds = delay_seconds
-        self.requests = 0
+        self.echo_key = echo_key
         self.authorized = 0
-        self.lock = threading.Lock()
-        self.httpd = _Server(("127.0.0.1", port), _handler(self))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="local-llm", daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def start(self) -> LocalLLMServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> LocalLLMServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.origin}/v1"
 
     def next_fault(self) -> str | None:
         with self.lock:
             self.requests += 1
             return self.faults.popleft() if self.faults else None
 
-    def respond(self, body: dict[str, Any], authorization: str) -> tuple[int, dict[str, str], bytes]:
-        """(status, headers, body) for one request, faults first."""
+    def respond(self, path: str, body: bytes, headers: dict[str, str]) -> Response:
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return 400, {}, json_error("the body is not JSON")
+        if not path.rstrip("/").endswith("/chat/completions"):
+            return 404, {}, json_error(f"no route {path}")
+        return self.complete(request, headers.get("authorization", ""))
+
+    def complete(self, body: dict[str, Any], authorization: str) -> Response:
+        """(status, headers, body) for one chat request, faults first."""
         fault = self.next_fault()
+        key = authorization.removeprefix("Bearer ")
         if self.expected_key is not None:
-            if authorization != f"Bearer {self.expected_key}":
-                return 401, {}, _error("invalid API key")
+            if key != self.expected_key:
+                return 401, {}, self.error("invalid API key", key)
             with self.lock:
                 self.authorized += 1
         if fault == "rate_limit":
-            return 429, {"Retry-After": f"{self.retry_after:g}"}, _error("rate limit exceeded")
+            return 429, {"Retry-After": f"{self.retry_after:g}"}, self.error("rate limit exceeded", key)
+        if fault == "rate_limit_date":
+            when = email.utils.formatdate(time.time() + self.retry_after, usegmt=True)
+            return 429, {"Retry-After": when}, self.error("rate limit exceeded", key)
         if fault == "server_error":
-            return 503, {}, _error("overloaded")
+            return 503, {}, self.error("overloaded", key)
+        if fault and fault.startswith("status_"):
+            return int(fault.removeprefix("status_")), {}, self.error(fault, key)
         if fault == "timeout":
             time.sleep(self.delay_seconds)
         if fault == "bad_json":
             return 200, {}, b"<html>gateway page</html>"
         if str(body.get("model")) not in ERROR_RATES:
-            return 404, {}, _error(f"model {body.get('model')!r} does not exist here")
+            return 404, {}, self.error(f"model {body.get('model')!r} does not exist here", key)
         return 200, {}, json.dumps(self.model.complete(body)).encode()
 
+    def error(self, message: str, key: str) -> bytes:
+        return json_error(f"{message}: {echoed(key)}" if self.echo_key and key else message)
 
-def _error(message: str) -> bytes:
-    return json.dumps({"error": {"message": message}}).encode()
+
+_started: dict[int, str] = {}
+_start_lock = threading.Lock()
 
 
-def _handler(server: LocalLLMServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # one request must not wait for a delayed ACK (~40 ms)
+def project_answers() -> dict[str, str]:
+    """The answer book: each record of the project's data that has a `question` and an `answer`."""
+    from .._core.datafiles import dataset
 
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                status, headers, payload = 400, {}, _error("the body is not JSON")
-            else:
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    status, headers, payload = 404, {}, _error(f"no route {self.path}")
-                else:
-                    status, headers, payload = server.respond(body, self.headers.get("Authorization", ""))
-            try:
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test): nothing to answer
+    return {str(r["question"]): str(r["answer"]) for r in dataset() if "question" in r and "answer" in r}
 
-        def log_message(self, *args: Any) -> None:
-            """Silent: a benchmark's output is its tables, not an access log."""
 
-    return Handler
+def local_llm_url() -> str:
+    """The stand-in's base URL, started once per process (threads may ask at the same time)."""
+    with _start_lock:
+        pid = os.getpid()  # a forked worker needs its own server: the parent's serving thread is not in it
+        if pid not in _started:
+            _started[pid] = LocalLLMServer(project_answers()).start().base_url
+        return _started[pid]
