@@ -538,12 +538,13 @@ def test_real_run_validates_and_reports(project: Path, tmp_path: Path) -> None:
 
 CORRECT = f"""
 import json, duckdb
-from bench_harness._report import correct_sql
-cases = [['["d3", "d1"]', '["d1", "d3"]'], ['["d2", "d1"]', '["d1"]'], ["1", "1.0"], ["A", " A "], ["A", "B"],
-         [None, "1"], ["[bad", "[x"]]
+from bench_harness._report.model import correct_sql
+cases = [['["d3", "d1"]', '["d1", "d3"]', "top1_relevant"], ['["d2", "d1"]', '["d1"]', "top1_relevant"],
+         ["1", "1.0", "equal"], ["A", " A ", "equal"], ["A", "B", "equal"], [None, "1", "equal"],
+         ["[bad", "[x", "equal"]]
 con = duckdb.connect()
-sql = f"SELECT {{correct_sql('$p', '$t')}}"
-print(json.dumps([con.execute(sql, {{"p": p, "t": t}}).fetchone()[0] for p, t in cases]))
+print(json.dumps([con.execute("SELECT " + correct_sql("$p", "$t", r), {{"p": p, "t": t}}).fetchone()[0]
+                  for p, t, r in cases]))
 """
 
 
@@ -571,7 +572,7 @@ import dataclasses, json, sys
 from pathlib import Path
 from bench_harness import _report as report
 from bench_harness._core.config import load_config
-data = report.build(dataclasses.replace(load_config(), kind="regression"), Path(sys.argv[1]))
+data = report.build(dataclasses.replace(load_config(), kind="regression", quality="mae"), Path(sys.argv[1]))
 print(json.dumps(dataclasses.asdict(data)))
 """
 

@@ -61,7 +61,7 @@ def test_every_kind_renders_its_own_sources(tmp_path: Path, kind: str) -> None:
     for name in ("predict.py", "data.py", "scoring.py"):
         assert (package / name).read_text() == (TEMPLATE / "kinds" / kind / name).read_text() + "\n"
     assert (project / "data" / "sample.jsonl").stat().st_size > 0
-    defaults = yaml.safe_load((TEMPLATE / "kinds" / kind / "metrics.yml").read_text())
+    defaults = yaml.safe_load((TEMPLATE / "kinds" / kind / "kind.yml").read_text())["metrics"]["default"]
     assert set(config_of(project)["analysis"]["metrics"]) == set(defaults)
     assert not (package / "local_server.py").exists(), "the stand-in servers are template-owned (bench_harness)"
     has_kind_test = kind in ("llm", "throughput", "embeddings")

@@ -47,6 +47,10 @@ class RunSettings:
     dev_limit: int = 20
 
 
+# A benchmark.toml rendered before kind manifests has no [analysis] correct/quality: what its kind meant.
+LEGACY_SCORING = {"embeddings": ("top1_relevant", "accuracy"), "regression": ("equal", "mae")}
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything the harness needs to know about this benchmark."""
@@ -68,6 +72,10 @@ class BenchConfig:
     versioning: str
     dvc_remote: str
     run: RunSettings = field(default_factory=RunSettings)
+    # The kind's scoring (kinds/<kind>/kind.yml, rendered into [analysis]): its correctness rule
+    # (_results/metrics.yml `correctness`) and the report's headline measure ("accuracy" or "mae").
+    correct: str = "equal"
+    quality: str = "accuracy"
 
     def for_dev(self) -> BenchConfig:
         """The same benchmark pointed at the development database."""
@@ -100,4 +108,6 @@ def load_config(root: Path | None = None) -> BenchConfig:
         versioning=versioning.get("level", "minimal"),
         dvc_remote=versioning.get("dvc_remote", ""),
         run=run,
+        correct=analysis.get("correct") or LEGACY_SCORING.get(project.get("kind"), ("equal", ""))[0],
+        quality=analysis.get("quality") or LEGACY_SCORING.get(project.get("kind"), ("", "accuracy"))[1],
     )

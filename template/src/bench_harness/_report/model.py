@@ -10,8 +10,9 @@ counts and, for latency, one float array per configuration. Intervals come from 
 * pairs of configurations on the inputs both answered: paired bootstrap interval of the
   difference, exact McNemar for binary correctness, Holm's correction across the pairs.
 
-A row is correct when its scored prediction equals ground_truth (1, '1' and 1.0 are equal; for a
-ranked list, when the first item is relevant). `make rescore` stores the current
+A row is correct under the kind's correctness rule (benchmark.toml [analysis] correct; the registry's
+SQL form of the rule metrics.py runs in Python: 1, '1' and 1.0 are equal; a ranking is correct when
+its first item is relevant). `make rescore` stores the current
 scoring.parse_prediction in `scored_prediction`; the report uses that column when it is filled.
 """
 
@@ -29,7 +30,7 @@ import duckdb
 import numpy as np
 
 from .._core.config import BenchConfig
-from .._results import stats
+from .._results import registry, stats
 from .._results.analysis import connect, latest_version, segment_columns, sqlite_columns
 from .._storage.store import quote
 
@@ -38,10 +39,10 @@ MAX_SEGMENT_VALUES = 12  # more distinct values: numbers go into quartile bins, 
 MAX_DISAGREEMENTS = 25
 MIN_CELL_N = 10  # a segment cell with fewer rows is flagged as too small to read
 COST_COLUMNS = ("cost_usd", "cost")
-MACRO = ("f1_macro", "precision_macro", "recall_macro")
-# Chosen metrics the report computes itself; any other chosen metric is read from the metrics table.
-SHOWN = {"accuracy", "accuracy_strict", "error_rate", "latency_p50", "latency_p95", "latency_p99", "latency_mean",
-         "cost_per_item", "total_cost", *MACRO}  # fmt: skip
+# From the metric registry (_results/metrics.yml `report`): macro metrics come from the confusion cells;
+# SHOWN ones the report computes itself; any other chosen metric is read from the metrics table.
+MACRO = registry.reported("macro")
+SHOWN = {*registry.reported("shown"), *MACRO}
 DUCKDB_MEMORY = "600MB"  # keeps the report under 1 GiB on a million rows (DuckDB spills beyond it)
 
 
@@ -140,17 +141,9 @@ def _prediction_column(db_path: Path, table: str, version: str, columns: list[st
     return "scored_prediction" if filled else "prediction"
 
 
-def correct_sql(pred: str, truth: str) -> str:
-    """SQL for 'the prediction is right': equal as numbers or trimmed text; a ranked list's top item."""
-    first = f"from_json({pred}, '[\"VARCHAR\"]')[1]"
-    relevant = f"from_json({truth}, '[\"VARCHAR\"]')"
-    listed = f"(starts_with(trim({truth}), '[') AND starts_with(trim({pred}), '['))"
-    return (
-        f"CASE WHEN {pred} IS NULL OR {truth} IS NULL THEN FALSE "
-        f"WHEN {listed} THEN coalesce(TRY(list_contains({relevant}, {first})), FALSE) "
-        f"ELSE coalesce(TRY_CAST({pred} AS DOUBLE) = TRY_CAST({truth} AS DOUBLE), FALSE) "
-        f"OR trim({pred}) = trim({truth}) END"
-    )
+def correct_sql(pred: str, truth: str, rule: str = "equal") -> str:
+    """SQL for 'the prediction is right' under the kind's correctness rule (registry.correct_sql)."""
+    return registry.correct_sql(pred, truth, rule)
 
 
 def _segment_expr(con: duckdb.DuckDBPyConnection, column: str) -> tuple[str, str]:
@@ -205,7 +198,7 @@ def load_source(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, columns: list[
     col = lambda name: quote(name) if name in present else "NULL"  # noqa: E731
     cost = next((c for c in COST_COLUMNS if c in present), None)
     segments = segment_columns(cfg, columns)
-    quality = "" if "ground_truth" not in present else ("mae" if cfg.kind == "regression" else "accuracy")
+    quality = cfg.quality if "ground_truth" in present else ""
     p, t = f"CAST({col(pred)} AS VARCHAR)", f"CAST({col('ground_truth')} AS VARCHAR)"
     failed = f"coalesce(CAST({col('error')} AS VARCHAR), '') <> ''"
     extra = "".join(f", {quote(s)}" for s in segments if s not in ("config_id", "input_id"))
@@ -222,7 +215,7 @@ def load_source(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, columns: list[
                coalesce(CAST({col("cache")} AS VARCHAR), '') <> '' AS hit,
                TRY_CAST({col("latency")} AS DOUBLE) AS latency,
                {"TRY_CAST(" + quote(cost) + " AS DOUBLE)" if cost else "NULL::DOUBLE"} AS cost,
-               CASE WHEN {failed} THEN NULL ELSE {correct_sql(p, t)} END AS correct,
+               CASE WHEN {failed} THEN NULL ELSE {correct_sql(p, t, cfg.correct)} END AS correct,
                CASE WHEN {failed} THEN NULL ELSE abs(TRY_CAST({p} AS DOUBLE) - TRY_CAST({t} AS DOUBLE)) END
                    AS abs_error,
                {labels}
@@ -313,7 +306,7 @@ def _confusion(found: list[tuple[str, str, bool, int]]) -> tuple[np.ndarray, Any
 
 def table_metrics(cfg: BenchConfig, db_path: Path, version: str, configs: list[ConfigStats], quality: str) -> None:
     """The other chosen metrics (rmse, r2, recall@k, tokens...) as the metrics table recorded them."""
-    shown = SHOWN | ({"mae"} if quality == "mae" else set())
+    shown = SHOWN - ({"mae"} if quality != "mae" else set())  # mae is computed only as a kind's quality
     wanted = [m for m in cfg.metrics if m not in shown]
     present = set(sqlite_columns(db_path, cfg.metrics_table))
     wanted = [m for m in wanted if m in present]
@@ -548,7 +541,7 @@ def build(cfg: BenchConfig, db_path: Path, version: str | None = None) -> Report
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             kind=cfg.kind,
             quality_name=quality,
-            higher_is_better=quality != "mae",
+            higher_is_better=registry.higher_is_better(quality),
             prediction_column=pred,
             configs=configs,
             segments=segments,

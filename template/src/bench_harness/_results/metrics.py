@@ -5,6 +5,10 @@ this run), never from values held in memory, so a resumed or fully cached run gi
 metrics as an uninterrupted one. The prediction compared with the ground truth is
 `scoring.parse_prediction(row)` (user-owned), so a change of parsing is a re-score, not a re-run.
 
+Every metric is declared once in metrics.yml (the registry: direction, interval, report, kinds) and
+implemented here by a function bound to its name with @implements; "correct" is the kind's rule
+(benchmark.toml [analysis] correct, registry.CORRECTNESS), the same rule the report runs in SQL.
+
 Error policy (explicit, as the peers are not): `accuracy` is over successful rows, as the guide
 computes it; `accuracy_strict` counts errors as wrong, over every row.
 """
@@ -22,18 +26,13 @@ import numpy as np
 from .._core.config import BenchConfig
 from .._storage import keys
 from .._storage.store import Store, timestamp
+from . import registry
+from .registry import bind, implements
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equality that tolerates 1 vs '1' vs 1.0 (labels read back from SQLite or JSON)."""
-    if a is None or b is None:
-        return False
-    if a == b:
-        return True
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a).strip() == str(b).strip()
+    """Equality that tolerates 1 vs '1' vs 1.0 (labels read back from SQLite or JSON): the rule `equal`."""
+    return registry.equal(a, b)
 
 
 @dataclass
@@ -44,6 +43,10 @@ class MetricInput:
     predictions: list[Any]
     truths: list[Any]
     run_seconds: float | None = None
+    correct: Callable[[Any, Any], bool] = same  # the kind's correctness rule
+
+    def is_correct(self, prediction: Any, truth: Any) -> bool:
+        return self.correct(prediction, truth)
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -63,16 +66,18 @@ def _ok_pairs(m: MetricInput) -> tuple[list[Any], list[Any]]:
     return [p for p, _ in pairs], [t for _, t in pairs]
 
 
+@implements("accuracy")
 def accuracy(m: MetricInput) -> float | None:
     preds, truths = _ok_pairs(m)
-    return sum(same(p, t) for p, t in zip(preds, truths, strict=True)) / len(preds) if preds else None
+    return sum(m.is_correct(p, t) for p, t in zip(preds, truths, strict=True)) / len(preds) if preds else None
 
 
+@implements("accuracy_strict")
 def accuracy_strict(m: MetricInput) -> float | None:
     if not m.rows:
         return None
-    correct = sum(same(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths, strict=True) if not r.get("error"))
-    return correct / len(m.rows)
+    pairs = zip(m.rows, m.predictions, m.truths, strict=True)
+    return sum(m.is_correct(p, t) for r, p, t in pairs if not r.get("error")) / len(m.rows)
 
 
 def per_class(m: MetricInput) -> dict[str, dict[str, float]]:
@@ -82,9 +87,9 @@ def per_class(m: MetricInput) -> dict[str, dict[str, float]]:
     table = {}
     for label in labels:
         pairs = list(zip(preds, truths, strict=True))
-        tp = sum(str(p) == label and same(p, t) for p, t in pairs)
-        fp = sum(str(p) == label and not same(p, t) for p, t in pairs)
-        fn = sum(str(t) == label and not same(p, t) for p, t in pairs)
+        tp = sum(str(p) == label and m.is_correct(p, t) for p, t in pairs)
+        fp = sum(str(p) == label and not m.is_correct(p, t) for p, t in pairs)
+        fn = sum(str(t) == label and not m.is_correct(p, t) for p, t in pairs)
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -106,15 +111,18 @@ def _percentile(q: float) -> Callable[[MetricInput], float | None]:
     return compute
 
 
+@implements("latency_mean")
 def latency_mean(m: MetricInput) -> float | None:
     values = m.numbers("latency")
     return float(values.mean()) if values.size else None
 
 
+@implements("error_rate")
 def error_rate(m: MetricInput) -> float | None:
     return sum(bool(r.get("error")) for r in m.rows) / len(m.rows) if m.rows else None
 
 
+@implements("throughput")
 def throughput(m: MetricInput) -> float | None:
     """Rows per second of predict() time (computed rows only; cache hits cost nothing)."""
     times = m.numbers("function_time", computed_only=True)
@@ -160,18 +168,21 @@ def _regression_pairs(m: MetricInput) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray([_number(p) for p, _ in pairs]), np.asarray([_number(t) for _, t in pairs])
 
 
+@implements("mae")
 def mae(m: MetricInput) -> float | None:
     """Mean absolute error over successful rows (the target's unit)."""
     predicted, true = _regression_pairs(m)
     return float(np.abs(predicted - true).mean()) if predicted.size else None
 
 
+@implements("rmse")
 def rmse(m: MetricInput) -> float | None:
     """Root mean squared error over successful rows: punishes large misses more than MAE."""
     predicted, true = _regression_pairs(m)
     return float(np.sqrt(((predicted - true) ** 2).mean())) if predicted.size else None
 
 
+@implements("r2")
 def r2(m: MetricInput) -> float | None:
     """Coefficient of determination: 0 is the mean of these targets, 1 is perfect, < 0 is worse."""
     predicted, true = _regression_pairs(m)
@@ -181,6 +192,7 @@ def r2(m: MetricInput) -> float | None:
     return 1.0 - float(((true - predicted) ** 2).sum()) / total if total > 0 else None
 
 
+@implements("prediction_std")
 def prediction_std(m: MetricInput) -> float | None:
     """Mean of the per-row `prediction_std` (a model's own uncertainty; None when it has none)."""
     values = m.numbers("prediction_std")
@@ -208,6 +220,7 @@ def _recall_at(k: int) -> Callable[[MetricInput], float | None]:
     return compute
 
 
+@implements("mrr")
 def mrr(m: MetricInput) -> float | None:
     """Mean reciprocal rank of the first relevant document (0 when it was not retrieved)."""
     pairs = _retrieval(m)
@@ -224,11 +237,13 @@ def _column_sum(m: MetricInput, column: str, computed_only: bool = False) -> flo
     return float(sum(numbers)) if numbers else None
 
 
+@implements("total_cost")
 def total_cost(m: MetricInput) -> float | None:
     """USD of these results (cost_usd per row, priced from the run's pricing snapshot), cache hits included."""
     return _column_sum(m, "cost_usd")
 
 
+@implements("cost_spent")
 def cost_spent(m: MetricInput) -> float | None:
     """USD spent by this run: computed rows only (a cache hit costs nothing)."""
     if not any(_number(r.get("cost_usd")) is not None for r in m.rows):
@@ -236,15 +251,18 @@ def cost_spent(m: MetricInput) -> float | None:
     return _column_sum(m, "cost_usd", computed_only=True) or 0.0
 
 
+@implements("cost_per_item")
 def cost_per_item(m: MetricInput) -> float | None:
     costs = [_number(r.get("cost_usd")) for r in m.rows if _number(r.get("cost_usd")) is not None]
     return float(sum(costs) / len(costs)) if costs else None
 
 
+@implements("cost_per_correct")
 def cost_per_correct(m: MetricInput) -> float | None:
     """Total cost divided by the correct answers (None when nothing was correct)."""
     cost = total_cost(m)
-    correct = sum(same(p, t) for r, p, t in zip(m.rows, m.predictions, m.truths, strict=True) if not r.get("error"))
+    pairs = zip(m.rows, m.predictions, m.truths, strict=True)
+    correct = sum(m.is_correct(p, t) for r, p, t in pairs if not r.get("error"))
     return cost / correct if cost is not None and correct else None
 
 
@@ -263,12 +281,14 @@ def _request_percentile(q: float) -> Callable[[MetricInput], float | None]:
     return compute
 
 
+@implements("requests_per_second")
 def requests_per_second(m: MetricInput) -> float | None:
     """Successful requests divided by the wall time of the bursts that sent them."""
     done, seconds = m.numbers("requests_ok"), m.numbers("burst_seconds")
     return float(done.sum() / seconds.sum()) if done.size and seconds.size and seconds.sum() > 0 else None
 
 
+@implements("request_error_rate")
 def request_error_rate(m: MetricInput) -> float | None:
     """Failed requests over sent requests, across every burst."""
     failed, total = m.numbers("requests_failed"), m.numbers("requests_total")
@@ -284,43 +304,21 @@ def _column_mean(column: str, doc: str) -> Callable[[MetricInput], float | None]
     return compute
 
 
-METRICS: dict[str, Callable[[MetricInput], float | None]] = {
-    "mae": mae,
-    "rmse": rmse,
-    "r2": r2,
-    "prediction_std": prediction_std,
-    "recall_at_1": _recall_at(1),
-    "recall_at_5": _recall_at(5),
-    "recall_at_10": _recall_at(10),
-    "mrr": mrr,
-    "total_cost": total_cost,
-    "cost_spent": cost_spent,
-    "cost_per_item": cost_per_item,
-    "cost_per_correct": cost_per_correct,
-    "prompt_tokens": lambda m: _column_sum(m, "prompt_tokens"),
-    "completion_tokens": lambda m: _column_sum(m, "completion_tokens"),
-    "total_tokens": lambda m: _column_sum(m, "total_tokens"),
-    "requests_per_second": requests_per_second,
-    "request_latency_p50": _request_percentile(50),
-    "request_latency_p95": _request_percentile(95),
-    "request_latency_p99": _request_percentile(99),
-    "request_error_rate": request_error_rate,
-    "cpu_percent": _column_mean("cpu", "mean CPU % of the benchmark's process tree (run.log_system_params)"),
-    "memory_percent": _column_mean("p_memory_percent", "mean memory % of the benchmark's process tree"),
-    "accuracy": accuracy,
-    "accuracy_strict": accuracy_strict,
-    "f1_macro": lambda m: _macro(m, "f1"),
-    "precision_macro": lambda m: _macro(m, "precision"),
-    "recall_macro": lambda m: _macro(m, "recall"),
-    "latency_p50": _percentile(50),
-    "latency_p95": _percentile(95),
-    "latency_p99": _percentile(99),
-    "latency_mean": latency_mean,
-    "error_rate": error_rate,
-    "throughput": throughput,
-}
-# Computed whenever their base metric is chosen.
-COMPANIONS = {"accuracy": ("accuracy_strict",), "total_cost": ("cost_spent",)}
+for _q in (50, 95, 99):
+    bind(f"latency_p{_q}", _percentile(_q))
+    bind(f"request_latency_p{_q}", _request_percentile(_q))
+for _k in (1, 5, 10):
+    bind(f"recall_at_{_k}", _recall_at(_k))
+for _column in ("prompt_tokens", "completion_tokens", "total_tokens"):
+    bind(_column, lambda m, column=_column: _column_sum(m, column))
+bind("cpu_percent", _column_mean("cpu", "mean CPU % of the benchmark's process tree (run.log_system_params)"))
+bind("memory_percent", _column_mean("p_memory_percent", "mean memory % of the benchmark's process tree"))
+bind("f1_macro", lambda m: _macro(m, "f1"))
+bind("precision_macro", lambda m: _macro(m, "precision"))
+bind("recall_macro", lambda m: _macro(m, "recall"))
+
+# Every declared metric's function, by name (fails at import when metrics.yml and this module disagree).
+METRICS: dict[str, Callable[[MetricInput], float | None]] = registry.implementations()
 
 
 def parse_prediction_fn() -> Callable[[dict], Any]:
@@ -335,15 +333,22 @@ def parse_prediction_fn() -> Callable[[dict], Any]:
 
 
 def compute(
-    rows: Sequence[dict[str, Any]], chosen: Sequence[str], parse: Callable[[dict], Any] | None = None
+    rows: Sequence[dict[str, Any]],
+    chosen: Sequence[str],
+    parse: Callable[[dict], Any] | None = None,
+    correct: str = "equal",
 ) -> dict[str, Any]:
-    """Counts plus every chosen metric (unknown names are reported, not silently dropped)."""
+    """Counts plus every chosen metric (unknown names are reported, not silently dropped).
+
+    `correct` names the kind's correctness rule (benchmark.toml [analysis] correct).
+    """
     parse = parse or parse_prediction_fn()
     rows = list(rows)
     m = MetricInput(
         rows=rows,
         predictions=[parse(r) if not r.get("error") else None for r in rows],
         truths=[r.get("ground_truth") for r in rows],
+        correct=registry.is_correct(correct),
     )
     values: dict[str, Any] = {
         "n": len(rows),
@@ -351,7 +356,7 @@ def compute(
         "n_failed": sum(bool(r.get("error")) for r in rows),
         "n_cache_hits": sum(bool(r.get("cache")) for r in rows),
     }
-    names = list(dict.fromkeys(n for name in chosen for n in (name, *COMPANIONS.get(name, ()))))
+    names = list(dict.fromkeys(n for name in chosen for n in (name, *registry.companions(name))))
     for name in names:
         if name not in METRICS:
             raise KeyError(f"unknown metric {name!r}: known metrics are {', '.join(sorted(METRICS))}")
@@ -379,7 +384,7 @@ def log_metrics(cfg: BenchConfig, summary: Any, db_path: Any = None) -> list[dic
             row = {"track_id": summary.track_ids[cid], "timestamp": timestamp()}
             row.update({f"params_{k}": v for k, v in keys.params_dict(config).items()})
             row["config_id"] = cid
-            row.update(compute(rows, cfg.metrics, parse))
+            row.update(compute(rows, cfg.metrics, parse, cfg.correct))
             row.update(summary.metadata)
             store.delete_where(cfg.metrics_table, where)
             written.append(row)

@@ -71,7 +71,7 @@ def rescore_metrics(cfg: BenchConfig, store: Store, version: str, parse: Callabl
         row: dict[str, Any] = {"track_id": first.get("track_id"), "timestamp": timestamp()}
         row.update({k: v for k, v in first.items() if k.startswith("params_")})
         row.update(config_id=cid, experiment_version=version, phase=first.get("phase"), scorer_version=tag)
-        row.update(metrics_mod.compute(rows, cfg.metrics, parse))
+        row.update(metrics_mod.compute(rows, cfg.metrics, parse, cfg.correct))
         store.delete_where(cfg.metrics_table, {"experiment_version": version, "config_id": cid, "scorer_version": tag})
         store.insert(cfg.metrics_table, [row])
         written.append(row)

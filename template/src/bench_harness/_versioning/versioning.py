@@ -28,10 +28,9 @@ from typing import Any
 from .._checks import schema
 from .._core import env
 from .._core.config import BenchConfig
+from .._results import registry
 from .._storage.store import column_names, quote
 
-# Metrics where a smaller value is better (to name the best configuration in the tag message).
-LOWER_IS_BETTER = ("latency", "error", "mae", "rmse", "cost", "tokens", "cpu_percent", "memory_percent")
 SHORT_NAMES = {"accuracy": "acc", "model_name": "model"}
 # Files that are results, not code: their changes are not "code changed since the last experiment".
 NOT_CODE = (":(exclude)*.dvc", ":(exclude).gitignore")
@@ -191,7 +190,8 @@ def run_preflight(cfg: BenchConfig, options: ExperimentOptions) -> bool:
 
 # -- the tag message ----------------------------------------------------------------------------
 def lower_is_better(metric: str) -> bool:
-    return any(part in metric for part in LOWER_IS_BETTER)
+    """The metric's direction, as the metric registry (_results/metrics.yml) declares it."""
+    return not registry.higher_is_better(metric)
 
 
 def best_row(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> tuple[dict[str, Any], str | None]:
