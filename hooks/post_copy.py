@@ -169,7 +169,11 @@ def main() -> int:
     first_copy = not has_commits()
     sync_environment()
     convert_sample(config)
-    setup_dvc(config)
+    try:
+        setup_dvc(config)
+    except SystemExit as error:  # run() failed: report it with the others, keep the rendered project
+        print(error, file=sys.stderr, flush=True)
+        failed("DVC set-up failed (its error is above)", "fix the cause, then `make dvc-setup`")
     if first_copy:
         commit("chore: benchmark rendered by copier-benchmark")
     else:  # recopy: it overwrote template-owned files, the user reviews that before committing

@@ -116,7 +116,8 @@ BAD_ANSWERS = [
     ({"project_name": "Pandas"}, "a dependency of the benchmark"),
     ({"custom_segmentations": ["error"]}, "'error' is a column the harness writes"),
     ({"custom_segmentations": ["age", "age"]}, "'age' is listed twice"),
-    ({"dvc_remote": "s3://b/`x`"}, "dvc_remote must be a path or URL without"),
+    ({"dvc_remote": "s3://b/`x`"}, "dvc_remote must be a path or URL in printable ASCII"),
+    ({"dvc_remote": "../stockage-é"}, "dvc_remote must be a path or URL in printable ASCII"),
     ({"dvc_remote": "../x "}, "dvc_remote must not start or end with a space"),
     ({"data_path": "data/a b\n.jsonl"}, "data_path may hold only letters"),
 ]
