@@ -11,7 +11,9 @@ when it has nothing to do, so running it twice is harmless:
 5. the first commit (with .copier-answers.yml, which `copier update` needs);
 6. `pre-commit install` (local hooks only: they work offline).
 
-A missing tool (uv, say) is reported with the command to run later, not a failed copy.
+A missing tool (uv, say) or a failed step is reported with the command to run later, not a failed
+copy (copier would delete the rendered project): the last lines then say "set-up incomplete", list
+what failed and how to finish, instead of "ready".
 """
 
 from __future__ import annotations
@@ -27,8 +29,18 @@ ROOT = Path.cwd()
 SAMPLE = Path("data/sample.jsonl")
 
 
+# Steps that did not complete: (what failed, the command that finishes it). Reported last.
+FAILURES: list[tuple[str, str]] = []
+
+
 def say(message: str) -> None:
     print(f"[copier-benchmark] {message}", flush=True)
+
+
+def failed(what: str, fix: str) -> None:
+    """Remember a step that did not complete; main() reports them all instead of "ready"."""
+    FAILURES.append((what, fix))
+    say(f"{what} (then: {fix})")
 
 
 def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -67,7 +79,7 @@ def convert_sample(config: dict) -> None:
         run(str(python), "-m", "bench_harness", "prepare-data")
         return
     if target.suffix == ".parquet":
-        say("parquet needs pyarrow: run `make install` (it converts the sample)")
+        failed("the sample was not converted to parquet (it needs pyarrow)", "`make install` (it converts it)")
         return
     sys.path.insert(0, str(ROOT / "src"))
     try:
@@ -121,7 +133,7 @@ def setup_dvc(config: dict) -> None:
         return
     dvc = shutil.which("dvc") or str(ROOT / ".venv" / "bin" / "dvc")
     if not Path(dvc).exists():
-        say("dvc not found: `make install` then `make dvc-setup`")
+        failed("DVC not set up: dvc is not installed", "`make install`, then `make dvc-setup`")
         return
     if not (ROOT / ".dvc").exists():
         run(dvc, "init", "--quiet")
@@ -137,11 +149,12 @@ def setup_dvc(config: dict) -> None:
 def sync_environment() -> None:
     uv = uv_command()
     if uv is None:
-        say("uv not found: `pip install uv`, then `make install`")
+        failed("the environment was not created: uv not found", "`pip install uv`, then `make install`")
         return
     done = run(*uv, "sync", "--quiet", check=False)
     if done.returncode != 0:
-        say(f"uv sync failed (run `make install` to retry):\n{done.stderr[-2000:]}")
+        print(done.stderr[-2000:], file=sys.stderr, flush=True)
+        failed("`uv sync` failed (its error is above)", "fix the cause, then `make install`")
 
 
 def install_pre_commit() -> None:
@@ -156,12 +169,21 @@ def main() -> int:
     first_copy = not has_commits()
     sync_environment()
     convert_sample(config)
-    setup_dvc(config)
+    try:
+        setup_dvc(config)
+    except SystemExit as error:  # run() failed: report it with the others, keep the rendered project
+        print(error, file=sys.stderr, flush=True)
+        failed("DVC set-up failed (its error is above)", "fix the cause, then `make dvc-setup`")
     if first_copy:
         commit("chore: benchmark rendered by copier-benchmark")
     else:  # recopy: it overwrote template-owned files, the user reviews that before committing
         say("the project had commits: nothing committed; review `git status` / `git diff`, then commit")
     install_pre_commit()
+    if FAILURES:
+        say("SET-UP INCOMPLETE: the files are rendered, but these steps failed:")
+        for what, fix in FAILURES:
+            say(f"  - {what}; to finish: {fix}")
+        return 0  # a non-zero exit would make copier delete the rendered project
     say("ready: `make test`, then `make experiment`")
     return 0
 
