@@ -670,9 +670,10 @@ def _run_locked(
             data = env.data_commit(cfg.root, cfg.data_path)
             journal.message = options.message or tag_message(rows, cfg.metrics, data, journal.dirty)
             journal.save(cfg, "ran")
-        print("\n".join(record(cfg, version, journal.message)))
+        if not tag_exists(cfg, version):  # else: recorded before a crash (maybe back on the user's branch)
+            print("\n".join(record(cfg, version, journal.message)))
         journal.save(cfg, "tagged")
-        if uses_dvc(cfg) and options.push:
+        if uses_dvc(cfg) and options.push and not journal.past("pushed"):
             print("\n".join(push_all(cfg)))
             journal.save(cfg, "pushed")
         if journal.previous_branch and env.git_branch(cfg.root) != journal.previous_branch:
