@@ -704,13 +704,12 @@ REPRODUCTIONS = "reproductions"
 
 def local_remotes(cfg: BenchConfig) -> dict[str, str]:
     """DVC remotes that are folders, as absolute paths (a relative one means another thing in a worktree)."""
-    listed = dvc(cfg.root, "remote", "list", check=False).stdout
+    listed = dvc(cfg.root, "config", "--list", check=False).stdout
     remotes = {}
-    for line in listed.splitlines():
-        name, _, url = line.partition("\t") if "\t" in line else line.partition(" ")
-        url = url.strip()
-        if name and url and "://" not in url:
-            remotes[name.strip()] = str((cfg.root / ".dvc" / url).resolve())
+    for line in listed.splitlines():  # remote.<name>.url=<url as written, relative to .dvc/>
+        key, _, url = line.partition("=")
+        if key.startswith("remote.") and key.endswith(".url") and url and "://" not in url:
+            remotes[key[len("remote.") : -len(".url")]] = str((cfg.root / ".dvc" / url.strip()).resolve())
     return remotes
 
 
