@@ -25,7 +25,7 @@ dev: ## development phase: a small subset into the dev database
 clean-dev: ## delete the development database
 	$(BENCH) clean-dev
 
-experiment: ## experiment phase: preflight, run, metrics, commit + tag e0.0.N (MESSAGE="...", ARGS=--allow-dirty)
+experiment: ## experiment phase: preflight, run, metrics, commit + tag e0.0.N (MESSAGE="...", ARGS=--allow-dirty / --force-tag)
 	$(BENCH) experiment --message "$${MESSAGE:-}" $(ARGS)
 
 .PHONY: experiments preflight check-schema reproduce push dvc-setup
@@ -39,11 +39,11 @@ comma := ,
 check-schema: ## params.py vs the recorded columns; RENAME=old=new[,old=new] renames columns in place
 	$(BENCH) check-schema $(foreach r,$(subst $(comma), ,$(RENAME)),--rename $(r))
 
-reproduce: ## check out TAG=e0.0.N and restore its data and results database (DVC)
+reproduce: ## restore TAG=e0.0.N into reproductions/<tag>/ (a git worktree: its code, data and database)
 	@test -n "$(TAG)" || { echo "usage: make reproduce TAG=e0.0.1 (make experiments lists the tags)" >&2; exit 2; }
 	$(BENCH) reproduce "$(TAG)"
 
-push: ## push data and results to the DVC remote
+push: ## push data and every experiment's results to the DVC remote (verified with dvc status -c)
 	$(BENCH) push
 
 dvc-setup: ## DVC for data/ and results (done at copy time with --trust): init, remote, data.dvc
@@ -58,9 +58,13 @@ metrics: ## print the metrics table of the latest experiment
 COPIER ?= $(if $(shell command -v copier 2>/dev/null),copier,$(UV) tool run --from "copier>=9.11" copier)
 .PHONY: update
 update: ## copier update to the latest template release (ARGS="--vcs-ref v1.2.0"), then the schema check
-	$(COPIER) update --trust --skip-answered --conflict inline $$([ -t 0 ] || echo --defaults) $(ARGS)
+	@$(COPIER) update --trust --skip-answered --conflict inline $$([ -t 0 ] || echo --defaults) $(ARGS) || { \
+	  status=$$?; echo "copier update failed. If the template moved, point _src_path in .copier-answers.yml at" >&2; \
+	  echo "its new location (now: $$(grep '^_src_path:' .copier-answers.yml 2>/dev/null | cut -d' ' -f2-))," >&2; \
+	  echo "commit that, and run make update again." >&2; exit $$status; }
 	@conflicts="$$(git grep -lE '^(<<<<<<<|>>>>>>>)( |$$)' || true)"; if [ -n "$$conflicts" ]; then \
 	  echo "copier update left conflict markers: resolve them, then commit:" >&2; echo "$$conflicts" >&2; exit 1; fi
+	@if [ -d .git ] && [ -f .pre-commit-config.yaml ]; then $(RUN) pre-commit install >/dev/null && echo "pre-commit hooks installed"; fi
 	$(BENCH) check-schema
 	@echo "updated: review \`git status\` / \`git diff\`, run \`make test\`, then commit"
 

@@ -7,16 +7,23 @@ tests of one project can run in any order.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from conftest import make, run
+from conftest import make, project_env, run
 
 STANDARD = ("versioning-standard", {"project_name": "vstd"})  # engine duckdb (the default), local DVC remote
 MINIMAL = ("versioning-minimal", {"project_name": "vmin", "versioning": "minimal", "engine": "sqlite"})
+MAXIMUM = ("versioning-maximum", {"project_name": "vmax", "versioning": "maximum"})
 MESSAGE = re.compile(r"^model=\w+ \| acc=\d\.\d{4} \| data=[0-9a-f]{7} \| 3 configs$")
 
 
@@ -28,6 +35,17 @@ def standard(rendered) -> Path:
 @pytest.fixture(scope="module")
 def minimal(rendered) -> Path:
     return rendered(*MINIMAL)
+
+
+@pytest.fixture(scope="module")
+def maximum(rendered) -> Path:
+    return rendered(*MAXIMUM)
+
+
+def copy_project(project: Path, destination: Path) -> Path:
+    """A private copy of a rendered project (cp -a: its .venv, .git, DVC cache and remote config)."""
+    subprocess.run(["cp", "-a", str(project), str(destination)], check=True)
+    return destination  # its DVC remote is relative (../<name>-dvc-storage): private to the copy's folder too
 
 
 def git(project: Path, *args: str, check: bool = True) -> str:
@@ -74,7 +92,7 @@ def test_two_experiments_are_tagged_and_the_first_is_reproduced_row_for_row(stan
     first = make(standard, "experiment")
     snapshot = tmp_path / "first.db"
     shutil.copy(db, snapshot)
-    make(standard, "experiment")
+    make(standard, "experiment", "ARGS=--force-tag")  # nothing changed: recorded only when asked
     new = tags(standard)[len(before) :]
     n = len(before)
     assert new == [f"e0.0.{n + 1}", f"e0.0.{n + 2}"], new
@@ -95,14 +113,18 @@ def test_two_experiments_are_tagged_and_the_first_is_reproduced_row_for_row(stan
     assert git(standard, "status", "--porcelain") == "", "the results commit leaves a clean tree"
 
     make(standard, "push")
-    db.unlink()
+    latest = dump(db)
     shutil.rmtree(standard / ".dvc" / "cache")  # only the remote holds the results now
     done = make(standard, "reproduce", f"TAG=e0.0.{n + 1}")
     assert "pulled" in done.stdout
-    assert git(standard, "describe", "--tags", "--exact-match") == f"e0.0.{n + 1}"
-    assert dump(db) == dump(snapshot), "the first experiment's database, row for row"
-    back_to_main(standard)
-    assert query(db, f"SELECT COUNT(*) FROM metrics WHERE experiment_version = 'e0.0.{n + 2}'")[0][0] == 3
+    worktree = standard / "reproductions" / f"e0.0.{n + 1}"
+    assert git(worktree, "describe", "--tags", "--exact-match") == f"e0.0.{n + 1}"
+    assert dump(worktree / "benchmark.db") == dump(snapshot), "the first experiment's database, row for row"
+    # issue 13 point 3: the working tree never left main nor its database
+    assert git(standard, "branch", "--show-current") == "main"
+    assert dump(db) == latest
+    assert git(standard, "status", "--porcelain") == ""
+    git(standard, "worktree", "remove", "--force", str(worktree))
 
 
 @pytest.mark.slow
@@ -206,3 +228,216 @@ def test_minimal_versioning_every_command_works_with_git_only(minimal: Path) -> 
     assert "not versioned" in done.stdout
     assert git(minimal, "describe", "--tags", "--exact-match") == first
     git(minimal, "switch", "--quiet", "main")
+
+
+# -- issue 14: the experiment workflow is safe at every seam ------------------------------------------
+# Named phases of `bench experiment` where the crash tests SIGKILL it (BENCH_FAULT): after:<step> kills the
+# process once the step is done; during:<step> kills it while its DVC child runs (the child goes on, an
+# orphan); kill:<step> kills the DVC child too (which may leave a `.tmp` in the cache).
+KILL_PHASES = (
+    "after:branch",
+    "after:run",
+    "after:metrics",
+    "during:dvc-add",
+    "kill:dvc-add",
+    "after:dvc-add",
+    "after:commit",
+    "after:tag",
+    "during:push",
+    "after:push",
+    "after:switch-back",
+)
+
+
+def cache_tmp_files(project: Path) -> list[Path]:
+    return list((project / ".dvc" / "cache").rglob("*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", KILL_PHASES)
+def test_kill_matrix_a_rerun_completes_the_killed_experiment_without_repairs(
+    maximum: Path, tmp_path: Path, phase: str
+) -> None:
+    """The kill matrix (maximum versioning: every seam, the branch switch included): one kill per phase,
+    then a plain `make experiment` must complete the same experiment: no --allow-dirty, no manual step."""
+    project = copy_project(maximum, tmp_path / "project")
+    db = project / "benchmark.db"
+    killed = make(project, "experiment", check=False, BENCH_FAULT=phase)
+    assert killed.returncode != 0, f"{phase}: the fault hook did not fire"
+    if phase == "kill:dvc-add":  # what a killed `dvc add` of a large database leaves behind
+        stale = project / ".dvc" / "cache" / "files" / "md5" / "00" / "killed.0123.tmp"
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_bytes(b"x" * 1000)
+        os.utime(stale, (time.time() - 60, time.time() - 60))
+    resumed = make(project, "experiment", check=False)
+    assert resumed.returncode == 0, f"{phase}: manual repair needed\n{resumed.stdout}\n{resumed.stderr}"
+    assert "allow-dirty" not in resumed.stderr
+    assert tags(project) == ["e0.0.1"], "the killed experiment is completed, not a new one"
+    assert git(project, "branch", "--show-current") == "main", "HEAD back where the user was"
+    assert git(project, "status", "--porcelain") == ""
+    assert git(project, "rev-parse", "e0.0.1^{commit}") == git(project, "rev-parse", "experiment/e0.0.1")
+    assert not (project / ".git" / "bench-experiment.json").exists(), "the journal is closed"
+    assert cache_tmp_files(project) == []
+    in_sync = run(project, "uv", "run", "--quiet", "dvc", "status", "--cloud", "--all-tags", "--quiet", check=False)
+    assert in_sync.returncode == 0, "every tag's database reached the remote"
+    assert query(db, "SELECT DISTINCT git_dirty FROM predictions") == [(0,)], "no row marked dirty"
+    assert query(db, "SELECT COUNT(*), COUNT(DISTINCT config_id) FROM metrics") == [(3, 3)]
+    assert query(db, "SELECT COUNT(*) = COUNT(DISTINCT config_id || input_id) FROM predictions") == [(1,)]
+    # the tagged database is the working one, restorable from the remote alone
+    shutil.rmtree(project / ".dvc" / "cache")
+    make(project, "reproduce", "TAG=e0.0.1")
+    assert dump(project / "reproductions" / "e0.0.1" / "benchmark.db") == dump(db)
+
+
+@pytest.mark.slow
+def test_one_experiment_at_a_time_and_the_version_is_claimed_once(standard: Path, tmp_path: Path) -> None:
+    project = copy_project(standard, tmp_path / "project")
+    lock_path = project / ".git" / "bench-experiment.lock"
+    with lock_path.open("a+") as held:  # a running experiment, as its lock file names it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.truncate(0)
+        held.write(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "command": "bench experiment",
+                               "started": "2026-01-01T00:00:00"}))
+        held.flush()
+        refused = make(project, "experiment", check=False)
+    assert refused.returncode == 2
+    assert f"another experiment is running in this project: PID {os.getpid()}" in refused.stderr
+    assert "bench experiment" in refused.stderr and "2026-01-01T00:00:00" in refused.stderr
+
+    before = tags(project)
+    command = ["make", "--no-print-directory", "experiment", "ARGS=--force-tag"]
+    both = [subprocess.Popen(command, cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in both]
+    codes = sorted(p.returncode for p in both)
+    assert codes[0] == 0, outputs
+    new = tags(project)[len(before):]
+    assert len(new) == len(set(new)) == codes.count(0), (new, codes, outputs)
+    db = project / "benchmark.db"
+    for version in new:  # never two experiments' rows under one version
+        assert query(db, f"SELECT COUNT(*) FROM metrics WHERE experiment_version = '{version}'") == [(3,)]
+        counts = query(db, f"SELECT COUNT(*), COUNT(DISTINCT config_id || input_id) FROM predictions "
+                           f"WHERE experiment_version = '{version}'")
+        assert counts[0][0] == counts[0][1]
+    if codes[1] != 0:
+        assert "another experiment is running" in "".join(out[1] for out in outputs)
+
+
+@pytest.mark.slow
+def test_an_unchanged_experiment_records_nothing_unless_asked(standard: Path, tmp_path: Path) -> None:
+    project = copy_project(standard, tmp_path / "project")
+    make(project, "experiment", "ARGS=--force-tag")
+    last, commit = tags(project)[-1], git(project, "rev-parse", "HEAD")
+    again = make(project, "experiment")
+    assert f"nothing changed since {last}" in again.stdout
+    assert tags(project)[-1] == last and git(project, "rev-parse", "HEAD") == commit
+    assert query(project / "benchmark.db", "SELECT COUNT(DISTINCT experiment_version) FROM metrics")[0][0] == len(
+        tags(project)
+    ), "no rows under an unrecorded version"
+    forced = make(project, "experiment", "ARGS=--force-tag")
+    assert "nothing changed" not in forced.stdout and tags(project)[-1] != last
+
+
+@pytest.mark.slow
+def test_a_database_of_another_checkout_is_refused_with_the_command_that_fixes_it(
+    standard: Path, tmp_path: Path
+) -> None:
+    """Issue 13 point 3: after reproduce (or a manual checkout of a tag), never append to an old database."""
+    project = copy_project(standard, tmp_path / "project")
+    db = project / "benchmark.db"
+    make(project, "experiment", "ARGS=--force-tag")
+    first = tags(project)[-1]
+    make(project, "experiment", "ARGS=--force-tag")
+    latest = tags(project)[-1]
+    make(project, "reproduce", f"TAG={first}")
+    git(project, "switch", "--quiet", "main")
+    assert first in {r[0] for r in query(db, "SELECT experiment_version FROM metrics")}
+    assert latest in {r[0] for r in query(db, "SELECT experiment_version FROM metrics")}
+    # a stale database (what `git checkout <tag> && dvc checkout` then `git switch main` left before)
+    shutil.copy(project / "reproductions" / first / "benchmark.db", db)
+    refused = make(project, "experiment", check=False)
+    assert refused.returncode == 2
+    fix = f"uv run dvc get . benchmark.db --rev {latest} --out benchmark.db --force"
+    assert fix in refused.stderr
+    run(project, *fix.split())
+    make(project, "experiment", "ARGS=--force-tag")
+    versions = {r[0] for r in query(db, "SELECT experiment_version FROM metrics")}
+    assert set(tags(project)) <= versions, "every version stays in the working database"
+
+
+@pytest.mark.slow
+def test_point_9_outputs_ignored_recopy_keeps_data_line_update_hint_and_hooks(standard: Path, tmp_path: Path) -> None:
+    from copier import run_recopy
+
+    project = copy_project(standard, tmp_path / "project")
+    for name in ("reports/e0.0.1/RESULTS.md", "exports/predictions.csv"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("x")
+    assert git(project, "status", "--porcelain") == "", "reports/ and exports/ never make the tree dirty"
+    assert (project / ".gitignore").read_text().splitlines().count("/data") == 1
+    run_recopy(str(project), defaults=True, unsafe=True, skip_tasks=True, overwrite=True, quiet=True)
+    assert "/data" in (project / ".gitignore").read_text().splitlines(), "recopy keeps DVC's /data line"
+    git(project, "checkout", "--", ".")
+
+    failed = make(project, "update", "COPIER=false", check=False)
+    assert failed.returncode != 0 and "_src_path in .copier-answers.yml" in failed.stderr
+    hook = project / ".git" / "hooks" / "pre-commit"
+    hook.unlink()
+    make(project, "update", "COPIER=true")
+    assert hook.exists(), "an update installs the (maybe new) pre-commit hooks"
+
+
+def test_commit_waits_for_a_reader_and_says_so(toy: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Issue 14 row 7: a reader's open transaction (make duckdb) delays a batch; it never loses it."""
+    from bench_harness._storage.store import DatabaseBusyError, Store
+
+    db = toy / "busy.db"
+    with Store(db) as store:
+        store.insert("t", [{"a": 1}])
+    reader = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # holds a SHARED lock, as DuckDB's sqlite scan does
+    threading.Timer(2.0, lambda: reader.execute("COMMIT")).start()
+    monkeypatch.setenv("BENCH_BUSY_TIMEOUT", "30")
+    with Store(db) as store:
+        store.insert("t", [{"a": i} for i in range(2, 102)])
+    assert "waiting for another process reading the results database" in capsys.readouterr().err
+    assert query(db, "SELECT COUNT(*) FROM t") == [(101,)]
+
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()
+    monkeypatch.setenv("BENCH_BUSY_TIMEOUT", "0.5")
+    with Store(db) as store, pytest.raises(DatabaseBusyError, match="make duckdb"):
+        store.insert("t", [{"a": 0}])
+    reader.execute("COMMIT")
+    reader.close()
+
+
+def test_rescore_rows_carry_code_commit_and_preflight_never_compares_with_none(toy: Path) -> None:
+    from bench_harness._core.config import load_config
+    from bench_harness._results import rescore
+    from bench_harness._storage.store import Store
+    from bench_harness._versioning import versioning
+
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *command], cwd=toy, check=True, capture_output=True)
+    cfg = load_config()
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=toy, capture_output=True, text=True)
+    with Store(cfg.db_path) as store:  # an experiment's rows, as the runner records them
+        rows = [
+            {"track_id": "t", "timestamp": 1.0, "input_id": str(i), "config_id": "c1", "experiment_version": "e0.0.1",
+             "phase": "experiment", "params_model_name": "parity", "prediction": i % 2, "raw_response": str(i % 2),
+             "ground_truth": i % 2, "error": None, "latency": 0.01, "cache_key": f"k{i}"}
+            for i in range(6)
+        ]
+        store.insert("predictions", rows)
+        store.insert("metrics", [{"experiment_version": "e0.0.1", "config_id": "c1", "accuracy": 1.0,
+                                  "code_commit": commit.stdout.strip()}])
+    rescore.rescore(cfg, cfg.db_path, "e0.0.1", parse=lambda row: row.get("prediction"))
+    rows = query(cfg.db_path, "SELECT code_commit FROM metrics WHERE scorer_version IS NOT NULL")
+    assert rows and all(code not in (None, "") for (code,) in rows)
+    with sqlite3.connect(cfg.db_path) as con:  # a hand-logged row without a commit, last
+        con.execute("INSERT INTO metrics (experiment_version) VALUES ('e0.0.1')")
+    con.close()
+    assert not any("None" in line for line in versioning.code_changes(cfg))
+    assert versioning.code_changes(cfg)[0].startswith("code: unchanged since e0.0.1")

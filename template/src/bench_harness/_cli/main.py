@@ -65,6 +65,9 @@ def run_and_report(
             file=sys.stderr,
         )
         return 3, summary, []
+    from .._core.env import fault_point
+
+    fault_point("run")  # crash tests: rows recorded, metrics not yet
     rows = metrics_mod.log_metrics(cfg, summary, db_path)
     print(format_table(rows, metrics_columns(rows, cfg)))
     return 0, summary, rows
@@ -79,9 +82,15 @@ def cmd_experiment(args: argparse.Namespace, cfg: BenchConfig) -> int:
         options = _run_options(args, "experiment")
         options.experiment_version = version
         code, _, rows = run_and_report(cfg, options)
+        from .._core.env import fault_point
+
+        fault_point("metrics")  # crash tests: metrics recorded, not yet versioned
         return code, rows
 
-    return versioning.run_experiment(cfg, _experiment_options(args), execute)
+    options = _experiment_options(args)
+    options.force_tag = args.force_tag
+    options.check_unchanged = args.limit is None and not args.no_cache
+    return versioning.run_experiment(cfg, options, execute)
 
 
 def _experiment_options(args: argparse.Namespace) -> Any:
@@ -304,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--message", default="", help="the tag message (default: generated from the results)")
             p.add_argument("--name", default="", help="maximum versioning: branch experiment/<name> (default: version)")
             p.add_argument("--no-push", action="store_true", help="do not `dvc push` after tagging")
+            p.add_argument(
+                "--force-tag", action="store_true", help="record a new experiment even when nothing changed"
+            )
     _add_preflight_flags(sub.add_parser("preflight", help=COMMANDS["preflight"].__doc__))
     p = sub.add_parser("check-schema", help=COMMANDS["check-schema"].__doc__)
     p.add_argument("--rename", action="append", metavar="OLD=NEW", help="rename a params_ column in place")

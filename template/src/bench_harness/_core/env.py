@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import re
+import signal
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,14 +53,32 @@ def git_branch(root: Path) -> str:
     return git(root, "branch", "--show-current") or ""
 
 
-# Outputs of earlier experiments' analysis (reports, exports): they cannot change a result.
-OUTPUT_PATHS = (":(exclude)reports", ":(exclude)exports")
+# Outputs of earlier experiments' analysis (reports, exports, reproductions) and the experiment's own
+# results file (*.db.dvc, rewritten by its `dvc add`): they cannot change a result, so they are not "dirty".
+OUTPUT_PATHS = (":(exclude)reports", ":(exclude)exports", ":(exclude)reproductions", ":(exclude)*.db.dvc")
 
 
 def uncommitted_files(root: Path) -> list[str]:
     """`git status --porcelain` lines: changed tracked files and untracked ones (not ignored, not outputs)."""
     status = git(root, "status", "--porcelain", "--untracked-files=normal", "--", ".", *OUTPUT_PATHS)
     return status.splitlines() if status else []
+
+
+def git_dir(root: Path) -> Path | None:
+    """The repository's own folder (.git, or a worktree's folder under it): state no commit should hold."""
+    found = git(root, "rev-parse", "--absolute-git-dir")
+    return Path(found) if found else None
+
+
+def fault_point(phase: str) -> None:
+    """Test hook: with BENCH_FAULT=after:<phase> the process SIGKILLs itself here (a crash, not an exception).
+
+    The crash tests name the seam they break (after:dvc-add, after:tag, ...) instead of guessing it with sleeps.
+    """
+    if os.environ.get("BENCH_FAULT") == f"after:{phase}":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def is_dirty(root: Path) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._core import env
 from .._core.config import BenchConfig
 from .._results import metrics as metrics_mod
 from .._results.analysis import latest_version
@@ -71,6 +72,8 @@ def rescore_metrics(cfg: BenchConfig, store: Store, version: str, parse: Callabl
         row: dict[str, Any] = {"track_id": first.get("track_id"), "timestamp": timestamp()}
         row.update({k: v for k, v in first.items() if k.startswith("params_")})
         row.update(config_id=cid, experiment_version=version, phase=first.get("phase"), scorer_version=tag)
+        # The commit whose scoring.py made these numbers (preflight compares code with the last metrics row).
+        row.update(code_commit=env.code_commit(cfg.root), git_dirty=int(env.is_dirty(cfg.root)))
         row.update(metrics_mod.compute(rows, cfg.metrics, parse, cfg.correct))
         store.delete_where(cfg.metrics_table, {"experiment_version": version, "config_id": cid, "scorer_version": tag})
         store.insert(cfg.metrics_table, [row])

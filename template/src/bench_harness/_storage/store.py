@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import Sequence
 from itertools import chain
@@ -154,7 +156,9 @@ class Store:
     def __init__(self, path: Path | str, timeout: float = 60.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.conn = sqlite3.connect(self.path, timeout=min(timeout, 1.0), isolation_level=None)
+        # sqlite's own busy wait stays short: a commit blocked by a reader is retried in Python
+        # (commit_waiting_for_readers), with a message, up to BENCH_BUSY_TIMEOUT.
         # A rollback journal, not WAL: between runs the file is self-contained (what DVC versions),
         # and a run's few large batch commits cost less than WAL's second copy of every page.
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -388,8 +392,58 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if self.outer:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not self.outer:
+            return
+        if exc_type:
+            self.conn.execute("ROLLBACK")
+            return
+        commit_waiting_for_readers(self.conn)
+
+
+def busy_timeout_seconds() -> float:
+    """How long a commit waits for readers (a `make duckdb` session...): $BENCH_BUSY_TIMEOUT, default 10 min."""
+    try:
+        return max(0.0, float(os.environ.get("BENCH_BUSY_TIMEOUT", "600")))
+    except ValueError:
+        return 600.0
+
+
+class DatabaseBusyError(sqlite3.OperationalError):
+    """The database stayed locked by another process longer than the busy timeout."""
+
+
+def commit_waiting_for_readers(conn: sqlite3.Connection) -> None:
+    """COMMIT, retried while a reader holds the database: the batch stays in the open transaction.
+
+    A reader's transaction (DuckDB's attached sqlite, `make sql`) blocks a rollback-journal commit. A
+    failed COMMIT leaves the transaction open, so waiting loses nothing; past the bound it is rolled back
+    with a message naming the cause, instead of sqlite's bare "database is locked".
+    """
+    deadline = time.monotonic() + busy_timeout_seconds()
+    told = False
+    while True:
+        try:
+            conn.execute("COMMIT")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            if time.monotonic() >= deadline:
+                conn.execute("ROLLBACK")
+                raise DatabaseBusyError(
+                    f"the results database stayed locked by another process for {busy_timeout_seconds():.0f} s "
+                    "(a `make duckdb` / `make sql` session holding a transaction?): close it and re-run; "
+                    "rows already committed are kept (BENCH_BUSY_TIMEOUT=seconds waits longer)"
+                ) from error
+            if not told:
+                print(
+                    "waiting for another process reading the results database (a `make duckdb` session?) "
+                    f"to finish its transaction: up to {busy_timeout_seconds():.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                told = True
+            time.sleep(0.2)
 
 
 STAGED_FIRST = ("track_id", "timestamp", "function_name", "function_time", "cache")  # xetrack's column order

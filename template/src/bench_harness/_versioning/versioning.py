@@ -14,14 +14,18 @@ The answer `versioning` decides how much of it runs:
 
 from __future__ import annotations
 
-import hashlib
+import fcntl
+import json
 import os
+import platform
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,10 @@ class ExperimentOptions:
     message: str = ""
     name: str = ""
     push: bool = True
+    # Record a new experiment even when nothing changed since the last one (same code, data, parameters).
+    force_tag: bool = False
+    # Whether "nothing changed" may be judged: not with --limit or --no-cache (a different experiment).
+    check_unchanged: bool = True
 
 
 def uses_dvc(cfg: BenchConfig) -> bool:
@@ -61,11 +69,22 @@ def tool_env() -> dict[str, str]:
     return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true"}
 
 
+# File descriptors of the experiment lock: every git/DVC child inherits them, so a child orphaned by a
+# killed experiment (a `dvc add` still writing) keeps the project locked until it has finished.
+HELD_LOCKS: list[int] = []
+
+
 def run_tool(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run git/dvc with stdin closed; raise VersioningError with its output when `check` fails."""
     try:
         done = subprocess.run(
-            command, cwd=root, env=tool_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL
+            command,
+            cwd=root,
+            env=tool_env(),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            pass_fds=tuple(HELD_LOCKS),
         )
     except OSError as error:  # git or dvc missing
         raise VersioningError(f"`{command[0]}` cannot run: {error}") from error
@@ -119,8 +138,10 @@ def last_experiment(cfg: BenchConfig) -> tuple[str, str] | None:
         columns = set(column_names(con, cfg.metrics_table))
         if not {"experiment_version", "code_commit"} <= columns:
             return None
+        # Rows without a commit (rescores before it was recorded, hand-logged rows) cannot be compared with.
         row = con.execute(
-            f"SELECT experiment_version, code_commit FROM {quote(cfg.metrics_table)} ORDER BY rowid DESC LIMIT 1"
+            f"SELECT experiment_version, code_commit FROM {quote(cfg.metrics_table)} "
+            "WHERE code_commit IS NOT NULL AND code_commit NOT IN ('', 'uncommitted') ORDER BY rowid DESC LIMIT 1"
         ).fetchone()
     finally:
         con.close()
@@ -173,7 +194,56 @@ def preflight(cfg: BenchConfig, options: ExperimentOptions) -> tuple[list[str], 
         )
     if uses_dvc(cfg) and not (cfg.root / ".dvc").exists():
         errors.append("dvc: not initialised: `uv run dvc init` (versioning standard/maximum)")
+    errors += database_mismatch(cfg)
+    if (journal := Journal.load(cfg)) is not None:
+        notes.append(f"experiment {journal.version} was interrupted after `{journal.phase}`: `make experiment` ends it")
+    elif (branch := env.git_branch(cfg.root)).startswith("experiment/"):
+        errors.append(f"git: on branch {branch} (an experiment's branch): `git switch main` before an experiment")
     return errors, notes
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """e0.0.10 after e0.0.9; anything else first."""
+    found = env.TAG_PATTERN.match(str(version))
+    return tuple(int(x) for x in found.groups()) if found else (-1,)
+
+
+def recorded_versions(cfg: BenchConfig) -> set[str]:
+    """The experiment versions the working database holds metrics for."""
+    if not cfg.db_path.exists():
+        return set()
+    con = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True)
+    try:
+        if "experiment_version" not in column_names(con, cfg.metrics_table):
+            return set()
+        return {r[0] for r in con.execute(f"SELECT DISTINCT experiment_version FROM {quote(cfg.metrics_table)}")}
+    finally:
+        con.close()
+
+
+def database_mismatch(cfg: BenchConfig) -> list[str]:
+    """A database that does not belong here: missing or older than the latest tagged experiment.
+
+    After `git checkout <tag>` (or a fresh clone) the working database is another version: an experiment
+    appended to it would drop every later version from the results.
+    """
+    tags = env.experiment_tags(cfg.root)
+    if not uses_dvc(cfg) or not tags:
+        return []
+    latest, db = tags[-1], relative(cfg, cfg.db_path)
+    if git(cfg.root, "cat-file", "-e", f"{latest}:{db}.dvc", check=False).returncode != 0:
+        return []  # that experiment did not version its database (not recorded with DVC)
+    held = recorded_versions(cfg)
+    if latest in held:
+        return []
+    if not cfg.db_path.exists():
+        state = "is missing"
+    else:
+        state = f"holds up to {max(held, key=version_key)}" if held else "holds no experiment"
+    return [
+        f"database: {db} {state}, not the latest experiment {latest}: it belongs to another checkout.",
+        f"  Restore the latest: uv run dvc get . {db} --rev {latest} --out {db} --force",
+    ]
 
 
 def run_preflight(cfg: BenchConfig, options: ExperimentOptions) -> bool:
@@ -227,34 +297,243 @@ def tag_message(rows: Sequence[dict[str, Any]], metrics: Sequence[str], data: st
 
 
 # -- recording an experiment --------------------------------------------------------------------
-def data_fingerprint(cfg: BenchConfig) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of every data file: a change during a run makes its results unreliable."""
+# -- one experiment at a time ---------------------------------------------------------------------
+ORPHAN_WAIT_SECONDS = 120.0
+
+
+def state_dir(cfg: BenchConfig) -> Path:
+    """Where the lock and the journal live: the git folder (never committed, never "dirty")."""
+    return env.git_dir(cfg.root) or cfg.root
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ExperimentLock:
+    """An exclusive fcntl lock on <git dir>/bench-experiment.lock, naming its holder.
+
+    The kernel drops it when its holder dies, so it is never stale; git/DVC children inherit it
+    (HELD_LOCKS), so an orphaned `dvc add` keeps the project locked until it has written its file.
+    """
+
+    def __init__(self, cfg: BenchConfig):
+        self.path = state_dir(cfg) / "bench-experiment.lock"
+        self.fd: int | None = None
+
+    def holder(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self, wait_for_orphans: float = ORPHAN_WAIT_SECONDS) -> ExperimentLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline, told = time.monotonic() + wait_for_orphans, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = self.holder()
+                pid, host = int(holder.get("pid") or 0), holder.get("host")
+                if (pid and host == platform.node() and pid_alive(pid)) or time.monotonic() > deadline:
+                    os.close(fd)
+                    raise VersioningError(self.refusal(holder)) from None
+                if not told:  # its holder died; a git/DVC child it started is finishing
+                    print(f"waiting for the git/DVC step a killed experiment (PID {pid}) left running...")
+                    told = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "host": platform.node(), "command": " ".join(sys.argv), "started": _now()}
+        os.write(fd, json.dumps(info).encode())
+        self.fd = fd
+        HELD_LOCKS.append(fd)
+        return self
+
+    def refusal(self, holder: dict[str, Any]) -> str:
+        return (
+            f"another experiment is running in this project: PID {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')}, `{holder.get('command', '?')}`, started {holder.get('started', '?')}.\n"
+            "  One experiment at a time: wait for it to finish (or stop it), then run `make experiment` again."
+        )
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        HELD_LOCKS.remove(self.fd)
+        os.ftruncate(self.fd, 0)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# -- the journal: where an interrupted experiment stands ------------------------------------------
+# The steps after the run, in order. Each is idempotent and checks the repository, not only the
+# journal, so a kill between a step and its journal entry is harmless.
+PHASES = ("claimed", "ran", "tagged", "pushed")
+
+
+@dataclass
+class Journal:
+    """The experiment in progress: its version, where the user was, and the last finished phase."""
+
+    version: str
+    commit: str  # HEAD when it started (the code it runs)
+    previous_branch: str  # where the user was (restored at the end)
+    branch: str = ""  # maximum: experiment/<name>
+    phase: str = "claimed"
+    dirty: bool = False
+    message: str = ""
+    data: list = field(default_factory=list)  # the data fingerprint at the start
+    started: str = field(default_factory=_now)
+
+    @staticmethod
+    def path(cfg: BenchConfig) -> Path:
+        return state_dir(cfg) / "bench-experiment.json"
+
+    @classmethod
+    def load(cls, cfg: BenchConfig) -> Journal | None:
+        try:
+            return cls(**json.loads(cls.path(cfg).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, cfg: BenchConfig, phase: str | None = None) -> None:
+        """Written whole to a temporary file, then renamed: a kill leaves the old or the new journal."""
+        self.phase = phase or self.phase
+        path = self.path(cfg)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, path)
+
+    def past(self, phase: str) -> bool:
+        return PHASES.index(self.phase) >= PHASES.index(phase)
+
+    @classmethod
+    def clear(cls, cfg: BenchConfig) -> None:
+        cls.path(cfg).unlink(missing_ok=True)
+
+
+def head(cfg: BenchConfig) -> str:
+    return git(cfg.root, "rev-parse", "HEAD").stdout.strip()
+
+
+def tag_exists(cfg: BenchConfig, version: str) -> bool:
+    return git(cfg.root, "rev-parse", "--verify", "--quiet", f"refs/tags/{version}", check=False).returncode == 0
+
+
+def resumable(cfg: BenchConfig, journal: Journal) -> bool:
+    """Whether the repository is where the interrupted experiment left it (so completing it is right)."""
+    if tag_exists(cfg, journal.version):
+        return True  # only the push and the branch switch remain
+    current = head(cfg)
+    if current == journal.commit:
+        return True
+    parent = git(cfg.root, "rev-parse", "--verify", "--quiet", "HEAD^", check=False).stdout.strip()
+    subject = git(cfg.root, "log", "-1", "--format=%s").stdout.strip()
+    return parent == journal.commit and subject == results_subject(journal.version)
+
+
+def results_subject(version: str) -> str:
+    return f"experiment: {version} results"
+
+
+def claim_version(cfg: BenchConfig, abandoned: Journal | None) -> str:
+    """The next e0.0.N after every tag and any abandoned experiment (whose rows stay in the database)."""
+    version = env.next_experiment_version(cfg.root)
+    if abandoned and version_key(abandoned.version) >= version_key(version):
+        major, minor, patch = version_key(abandoned.version)
+        version = f"e{major}.{minor}.{patch + 1}"
+    return version
+
+
+# -- recording an experiment --------------------------------------------------------------------
+def data_fingerprint(cfg: BenchConfig) -> list[list]:
+    """[path, size, mtime] of every data file: a change during a run makes its results unreliable."""
     folder = data_folder(cfg)
     if not folder.is_dir():
         return []
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
-def record(cfg: BenchConfig, version: str, message: str, push: bool = True) -> list[str]:
-    """`dvc add` the database, commit its .dvc file, tag the experiment, push to the DVC remote."""
-    lines = []
-    if uses_dvc(cfg):
-        db = relative(cfg, cfg.db_path)
-        dvc(cfg.root, "add", "--quiet", db)
-        tracked = [p for p in (f"{db}.dvc", ".gitignore") if (cfg.root / p).exists()]
-        git(cfg.root, "add", "--", *tracked)
-        git(cfg.root, "commit", "--quiet", "--no-verify", "-m", f"experiment: {version} results", "--", *tracked)
-        lines.append(f"results committed: {db}.dvc ({env.code_commit(cfg.root)})")
-    git(cfg.root, "tag", "-a", version, "-m", message)
+def clean_dvc_tmp(cfg: BenchConfig, before: float) -> list[str]:
+    """Delete the `.tmp` files a killed DVC left in .dvc/cache (called under the lock: no DVC of ours runs)."""
+    cache = cfg.root / ".dvc" / "cache"
+    removed = []
+    if cache.is_dir():
+        for path in cache.rglob("*.tmp"):
+            if path.is_file() and path.stat().st_mtime < before:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+    return removed
+
+
+def dvc_step(cfg: BenchConfig, step: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A DVC call that a crash test can interrupt while it runs (BENCH_FAULT=during:<step> / kill:<step>)."""
+    fault = os.environ.get("BENCH_FAULT", "")
+    if fault not in (f"during:{step}", f"kill:{step}"):
+        return dvc(cfg.root, *args, check=check)
+    child = subprocess.Popen(
+        [dvc_executable(), *args], cwd=cfg.root, env=tool_env(), stdin=subprocess.DEVNULL, pass_fds=tuple(HELD_LOCKS)
+    )
+    time.sleep(0.5)
+    if fault.startswith("kill:"):
+        child.send_signal(signal.SIGKILL)  # the step itself dies (a `.tmp` may stay in the cache)
+    os.kill(os.getpid(), signal.SIGKILL)  # during: the step goes on as an orphan
+    raise AssertionError("unreachable")
+
+
+def commit_results(cfg: BenchConfig, version: str) -> list[str]:
+    """`dvc add` the database and commit its .dvc file (skipped when that commit exists already)."""
+    db = relative(cfg, cfg.db_path)
+    clean_dvc_tmp(cfg, time.time())
+    dvc_step(cfg, "dvc-add", "add", "--quiet", db)
+    env.fault_point("dvc-add")
+    tracked = [p for p in (f"{db}.dvc", ".gitignore") if (cfg.root / p).exists()]
+    git(cfg.root, "add", "--", *tracked)
+    if git(cfg.root, "diff", "--cached", "--quiet", "--", *tracked, check=False).returncode == 0:
+        return [f"results: {db}.dvc already committed"]
+    git(cfg.root, "commit", "--quiet", "--no-verify", "-m", results_subject(version), "--", *tracked)
+    env.fault_point("commit")
+    return [f"results committed: {db}.dvc ({env.code_commit(cfg.root)})"]
+
+
+def record(cfg: BenchConfig, version: str, message: str) -> list[str]:
+    """Results commit (standard/maximum) and the annotated tag; idempotent (a resumed run calls it again)."""
+    lines = commit_results(cfg, version) if uses_dvc(cfg) else []
+    if not tag_exists(cfg, version):
+        git(cfg.root, "tag", "-a", version, "-m", message)
+        env.fault_point("tag")
     lines.append(f"tagged {version}: {message}")
-    if uses_dvc(cfg) and push:
-        pushed = dvc(cfg.root, "push", "--quiet", check=False)
-        if pushed.returncode == 0:
-            lines.append(f"pushed data and results to the DVC remote ({cfg.dvc_remote})")
-        else:
-            lines.append(f"WARNING: dvc push failed, run `make push` later:\n{pushed.stderr.strip()[-800:]}")
     return lines
+
+
+def unpushed(cfg: BenchConfig) -> bool:
+    """Whether any experiment tag (or the workspace) has data or results the DVC remote lacks."""
+    done = dvc(cfg.root, "status", "--cloud", "--all-tags", "--quiet", check=False)
+    return done.returncode != 0
+
+
+def push_all(cfg: BenchConfig) -> list[str]:
+    """`dvc push` of the workspace and every tag (an earlier push may have been killed), then verified."""
+    pushed = dvc_step(cfg, "push", "push", "--quiet", "--all-tags", check=False)
+    env.fault_point("push")
+    if pushed.returncode == 0 and not unpushed(cfg):
+        return [f"pushed data and results of every experiment to the DVC remote ({cfg.dvc_remote})"]
+    detail = (pushed.stderr or pushed.stdout).strip()[-800:]
+    return [f"WARNING: the DVC remote lacks some experiments' data; `make push` retries:\n{detail}"]
 
 
 def mark_dirty(cfg: BenchConfig, version: str) -> None:
@@ -266,46 +545,149 @@ def mark_dirty(cfg: BenchConfig, version: str) -> None:
     con.close()
 
 
-def switch_branch(cfg: BenchConfig, name: str) -> str:
-    """Maximum rigour: move to `experiment/<name>` (created or reset at HEAD); returns the branch left."""
-    previous = env.git_branch(cfg.root)
-    git(cfg.root, "switch", "--quiet", "-C", f"experiment/{name}")
-    return previous
+def switch_to(cfg: BenchConfig, branch: str, start: str) -> None:
+    """Maximum rigour: onto `branch` (created at `start` the first time; kept when resuming)."""
+    if env.git_branch(cfg.root) == branch:
+        return
+    exists = git(cfg.root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0
+    git(cfg.root, "switch", "--quiet", branch) if exists else git(cfg.root, "switch", "--quiet", "-c", branch, start)
+
+
+def unchanged_since(cfg: BenchConfig) -> str | None:
+    """The last experiment when this one would repeat it: same code, data and parameters, all cached.
+
+    Same commit contents (results files aside), a clean tree, and exactly the cache keys (code version,
+    configuration, input content) the last experiment recorded without error.
+    """
+    tags = env.experiment_tags(cfg.root)
+    last = last_experiment(cfg)
+    if not tags or last is None or last[0] != tags[-1] or uncommitted(cfg):
+        return None
+    version, commit = last
+    if git(cfg.root, "diff", "--quiet", commit, "HEAD", "--", ".", *NOT_CODE, check=False).returncode != 0:
+        return None
+    from .._run import runner
+    from .._storage import keys
+
+    params_mod, predict_mod, data_mod = runner.user_modules()
+    grid = runner.unique_configs(params_mod.grid())
+    wanted = runner.plan_tasks(grid, data_mod.load_items(limit=None), keys.code_version(predict_mod)).keys
+    con = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True)
+    try:
+        if not {"cache_key", "error", "experiment_version"} <= set(column_names(con, cfg.predictions_table)):
+            return None
+        recorded = [
+            r[0]
+            for r in con.execute(
+                f"SELECT cache_key FROM {quote(cfg.predictions_table)} WHERE experiment_version = ? "
+                "AND phase = 'experiment' AND error IS NULL",
+                (version,),
+            )
+        ]
+    finally:
+        con.close()
+    return version if len(recorded) == len(wanted) and set(recorded) == set(wanted) else None
 
 
 def run_experiment(
     cfg: BenchConfig, options: ExperimentOptions, execute: Callable[[str], tuple[int, list[dict[str, Any]]]]
 ) -> int:
-    """Validate, run (`execute(version)` -> (exit code, metrics rows)), record. Exit code 2: refused."""
+    """Validate, run (`execute(version)` -> (exit code, metrics rows)), record. Exit code 2: refused.
+
+    One at a time (ExperimentLock). Every step after the run is journaled and idempotent: after a
+    crash at any point, `make experiment` completes the same experiment (same version, rows not dirty).
+    """
+    try:
+        lock = ExperimentLock(cfg).acquire()
+    except VersioningError as error:
+        print(f"experiment refused: {error}", file=sys.stderr)
+        return 2
+    try:
+        return _run_locked(cfg, options, execute)
+    finally:
+        lock.release()
+
+
+def _start(cfg: BenchConfig, options: ExperimentOptions) -> Journal | int:
+    """The journal of the experiment to (re)start, or an exit code when there is nothing to run."""
+    journal = Journal.load(cfg)
+    abandoned = None
+    if journal is not None and not resumable(cfg, journal):
+        print(
+            f"note: {journal.version} was interrupted after `{journal.phase}` on commit {journal.commit[:12]} and "
+            "HEAD has moved since: its rows stay in the database, untagged; this is a new experiment"
+        )
+        Journal.clear(cfg)
+        abandoned, journal = journal, None
+    if journal is not None:
+        print(f"resuming {journal.version}: interrupted after `{journal.phase}`")
+        if not options.message:
+            options.message = journal.message
+        return journal if run_preflight(cfg, options) else 2
     if not run_preflight(cfg, options):
         return 2
-    version = env.next_experiment_version(cfg.root)
-    dirty = options.allow_dirty and bool(uncommitted(cfg))
+    if options.check_unchanged and not options.force_tag and (same := unchanged_since(cfg)):
+        print(
+            f"nothing changed since {same} (same code, data and parameters; every result cached): "
+            f"no new experiment recorded. `make experiment ARGS=--force-tag` records one anyway."
+        )
+        return 0
+    version = claim_version(cfg, abandoned)
+    branch = f"experiment/{options.name or version}" if cfg.versioning == "maximum" else ""
+    journal = Journal(
+        version=version,
+        commit=head(cfg),
+        previous_branch=env.git_branch(cfg.root),
+        branch=branch,
+        dirty=options.allow_dirty and bool(uncommitted(cfg)),
+        data=data_fingerprint(cfg),
+    )
+    journal.save(cfg)
+    return journal
+
+
+def _run_locked(
+    cfg: BenchConfig, options: ExperimentOptions, execute: Callable[[str], tuple[int, list[dict[str, Any]]]]
+) -> int:
+    started = _start(cfg, options)
+    if isinstance(started, int):
+        return started
+    journal, version = started, started.version
+    finished = False
     try:
-        previous = switch_branch(cfg, options.name or version) if cfg.versioning == "maximum" else None
+        if journal.branch and not tag_exists(cfg, version):
+            switch_to(cfg, journal.branch, journal.commit)
+            env.fault_point("branch")
+        if not journal.past("ran"):
+            code, rows = execute(version)
+            if code != 0:
+                return code
+            if data_fingerprint(cfg) != journal.data:
+                print(f"data/ changed during the run: {version} is not tagged; restore it and re-run", file=sys.stderr)
+                return 2
+            if journal.dirty:  # git_dirty comes from git alone; data changed under DVC is dirty too
+                mark_dirty(cfg, version)
+            data = env.data_commit(cfg.root, cfg.data_path)
+            journal.message = options.message or tag_message(rows, cfg.metrics, data, journal.dirty)
+            journal.save(cfg, "ran")
+        if not tag_exists(cfg, version):  # else: recorded before a crash (maybe back on the user's branch)
+            print("\n".join(record(cfg, version, journal.message)))
+        journal.save(cfg, "tagged")
+        if uses_dvc(cfg) and options.push and not journal.past("pushed"):
+            print("\n".join(push_all(cfg)))
+            journal.save(cfg, "pushed")
+        if journal.previous_branch and env.git_branch(cfg.root) != journal.previous_branch:
+            git(cfg.root, "switch", "--quiet", journal.previous_branch)
+            env.fault_point("switch-back")
+            print(f"{version} ran on branch {journal.branch}; back on {journal.previous_branch}")
+        Journal.clear(cfg)
+        finished = True
     except VersioningError as error:
-        print(f"{version}: {error}", file=sys.stderr)
-        return 1
-    try:
-        before = data_fingerprint(cfg)
-        code, rows = execute(version)
-        if code != 0:
-            return code
-        if data_fingerprint(cfg) != before:
-            print(f"data/ changed during the run: {version} is not tagged; restore it and re-run", file=sys.stderr)
-            return 2
-        if dirty:  # git_dirty comes from git alone; data changed under DVC is dirty too
-            mark_dirty(cfg, version)
-        message = options.message or tag_message(rows, cfg.metrics, env.data_commit(cfg.root, cfg.data_path), dirty)
-        print("\n".join(record(cfg, version, message, options.push)))
-    except VersioningError as error:
-        print(f"{version}: {error}", file=sys.stderr)
+        print(f"{version}: {error}\n  `make experiment` completes it once that is fixed", file=sys.stderr)
         return 1
     finally:
-        if previous:
-            git(cfg.root, "switch", "--quiet", previous, check=False)
-    if previous:
-        print(f"{version} ran on branch experiment/{options.name or version}; back on {previous}")
+        if not finished and journal.previous_branch and env.git_branch(cfg.root) != journal.previous_branch:
+            git(cfg.root, "switch", "--quiet", journal.previous_branch, check=False)  # back where the user was
     print(f"reproduce it later with: make reproduce TAG={version}")
     return 0
 
@@ -317,45 +699,62 @@ def list_experiments(cfg: BenchConfig) -> str:
     return listed or "no experiments yet: run `make experiment`"
 
 
-def cached_in_dvc(cfg: BenchConfig, path: Path) -> bool:
-    """Whether this exact file is in DVC's cache (so replacing it loses nothing)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    md5 = digest.hexdigest()
-    return (cfg.root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).exists()
+REPRODUCTIONS = "reproductions"
+
+
+def local_remotes(cfg: BenchConfig) -> dict[str, str]:
+    """DVC remotes that are folders, as absolute paths (a relative one means another thing in a worktree)."""
+    listed = dvc(cfg.root, "config", "--list", check=False).stdout
+    remotes = {}
+    for line in listed.splitlines():  # remote.<name>.url=<url as written, relative to .dvc/>
+        key, _, url = line.partition("=")
+        if key.startswith("remote.") and key.endswith(".url") and url and "://" not in url:
+            remotes[key[len("remote.") : -len(".url")]] = str((cfg.root / ".dvc" / url.strip()).resolve())
+    return remotes
 
 
 def reproduce(cfg: BenchConfig, tag: str) -> list[str]:
-    """Check out `tag` and restore its data and results database with DVC (checkout, else pull)."""
+    """Restore `tag` into reproductions/<tag>/ (a git worktree at the tag, its own data and database).
+
+    The working tree, its branch and its database are never touched: coming back needs nothing, and
+    the next experiment still appends to the database that holds every version.
+    """
     if tag not in env.experiment_tags(cfg.root):
         known = ", ".join(env.experiment_tags(cfg.root)) or "none yet"
         raise VersioningError(f"no experiment tag {tag!r} (experiments: {known})")
-    changed = git(cfg.root, "status", "--porcelain", "--untracked-files=no").stdout.strip()
-    if changed:
-        raise VersioningError(f"uncommitted changes would be lost; commit or stash them first:\n{changed}")
+    folder = cfg.root / REPRODUCTIONS / tag
+    where = f"{REPRODUCTIONS}/{tag}"
     lines = []
-    db = cfg.db_path
-    if uses_dvc(cfg) and db.exists() and not cached_in_dvc(cfg, db):
-        backup = db.with_name(f"{db.stem}.before-{tag}{db.suffix}")
-        db.replace(backup)
-        lines.append(f"{db.name} held results no commit records: moved to {backup.name}")
-    git(cfg.root, "checkout", "--quiet", tag)
-    lines.append(f"checked out {tag} (detached HEAD; `git switch -` returns)")
+    if not (folder / ".git").exists():
+        folder.parent.mkdir(exist_ok=True)
+        git(cfg.root, "worktree", "add", "--quiet", "--detach", str(folder), tag)
+        lines.append(f"{where}/: a git worktree at {tag}")
+    else:
+        lines.append(f"{where}/ exists: restoring its data and database again")
     if not uses_dvc(cfg):
         lines.append(
-            f"versioning is minimal: the database is not versioned; `uv run bench run --experiment-version {tag}` "
-            "recomputes it (cached rows are reused)"
+            f"versioning is minimal: the database is not versioned; in {where}/ "
+            f"`uv run bench run --experiment-version {tag}` recomputes it (cached rows are reused)"
         )
-        return lines
-    targets = [p for p in ("data.dvc", f"{relative(cfg, db)}.dvc") if (cfg.root / p).exists()]
-    if dvc(cfg.root, "checkout", "--quiet", "--force", *targets, check=False).returncode != 0:
-        dvc(cfg.root, "pull", "--quiet", "--force", *targets)
-        lines.append(f"pulled {', '.join(targets)} from the DVC remote")
     else:
-        lines.append(f"restored {', '.join(targets)} from the DVC cache")
+        lines.append(restore_in(cfg, folder, tag))
+    here = env.git_branch(cfg.root) or "HEAD"
+    lines.append(f"your working tree and {relative(cfg, cfg.db_path)} are untouched (still on {here})")
+    lines.append(f"look at it: cd {where} ; remove it: git worktree remove --force {where}")
     return lines
+
+
+def restore_in(cfg: BenchConfig, folder: Path, tag: str) -> str:
+    """DVC checkout in the worktree, sharing this project's cache (else pull from the remote)."""
+    run_tool(folder, dvc_executable(), "cache", "dir", "--local", str((cfg.root / ".dvc" / "cache").resolve()))
+    for name, url in local_remotes(cfg).items():
+        run_tool(folder, dvc_executable(), "remote", "modify", "--local", name, "url", url)
+    db = relative(cfg, cfg.db_path)
+    targets = [p for p in ("data.dvc", f"{db}.dvc") if (folder / p).exists()]
+    if run_tool(folder, dvc_executable(), "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
+        return f"restored {', '.join(targets)} from the DVC cache into {REPRODUCTIONS}/{tag}/"
+    run_tool(folder, dvc_executable(), "pull", "--quiet", "--force", *targets)
+    return f"pulled {', '.join(targets)} from the DVC remote into {REPRODUCTIONS}/{tag}/"
 
 
 def setup_dvc(cfg: BenchConfig) -> list[str]:
@@ -382,11 +781,13 @@ def setup_dvc(cfg: BenchConfig) -> list[str]:
 
 
 def push(cfg: BenchConfig) -> str:
-    """`dvc push`: data and every recorded database version to the remote."""
+    """`dvc push`: data and every tagged database version to the remote, verified with `dvc status -c`."""
     if not uses_dvc(cfg):
         return "versioning is minimal: nothing to push with DVC (push your git tags with `git push --tags`)"
-    dvc(cfg.root, "push", "--quiet")
-    return f"pushed to the DVC remote ({cfg.dvc_remote})"
+    dvc(cfg.root, "push", "--quiet", "--all-tags")
+    if unpushed(cfg):
+        raise VersioningError("`dvc push` ran but `dvc status --cloud --all-tags` still lists missing files")
+    return f"pushed data and every experiment's results to the DVC remote ({cfg.dvc_remote})"
 
 
 # -- the pre-commit data guard --------------------------------------------------------------------
