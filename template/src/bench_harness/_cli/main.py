@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .._cli.analysis import add_parsers
 
     add_parsers(sub, COMMANDS)
+    from .._cli.compare import add_parser as add_compare
+
+    add_compare(sub, COMMANDS)
     return parser
 
 

@@ -1,0 +1,192 @@
+"""`make compare` (issue 15): attribution, paired differences, verdicts and the exit-code gate.
+
+In-process on the toy benchmark (tests/toy.py) inside a git repository in tmp: two experiments are
+run and tagged, with a deliberate change in between. The statistics are checked against scipy and
+statsmodels, the power figure against a hand computation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import toy as toy_project
+from scipy import stats as sps
+
+# A full row (the old-style contract every harness version records), so the test does not depend on the envelope.
+PREDICT = """
+import time
+
+PREDICT_VERSION = None
+FLIP = 0
+
+
+def predict(item, params):
+    started = time.perf_counter()
+    value = (item["x"] + params.offset + FLIP) % 2 if params.model_name == "parity" else 0
+    return {"input_id": item["input_id"], "prediction": value, "raw_response": f"answer={value}",
+            "ground_truth": item["label"], "latency": time.perf_counter() - started, "error": None,
+            "error_type": None, "difficulty": item["difficulty"]}
+"""
+BROKEN_PREDICT = PREDICT.replace("FLIP = 0", "FLIP = 1")
+
+
+def load_stats():
+    """stats.py on its own (it imports numpy only), without activating a toy project."""
+    spec = importlib.util.spec_from_file_location(
+        "compare_stats", toy_project.HARNESS_SRC / "bench_harness" / "_results" / "stats.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stats = load_stats()
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def experiment(root: Path, version: str, message: str) -> None:
+    """Commit everything, run the toy into benchmark.db as `version`, tag it (what `make experiment` does)."""
+    from bench_harness._core.config import load_config
+    from bench_harness._run import runner
+
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "-m", message)
+    toy_project.forget_modules()
+    summary = runner.run(load_config(root), runner.RunOptions(experiment_version=version, show_progress=False))
+    assert summary.errors == 0 or version
+    git(root, "tag", "-a", version, "-m", message)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The toy with 40 items in a git repository, experiment e0.0.1 already tagged."""
+    root = toy_project.write_project(tmp_path / "toy", items=toy_project.sample_items(40), files={"predict": PREDICT})
+    (root / ".gitignore").write_text("*.db\n__pycache__/\n")
+    git(root, "init", "-q")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "t")
+    gen = toy_project.activate(root, monkeypatch)
+    next(gen)
+    experiment(root, "e0.0.1", "first")
+    yield root
+    next(gen, None)
+
+
+def bench(*args: str) -> int:
+    from bench_harness._cli.main import main
+
+    toy_project.forget_modules()
+    return main(list(args))
+
+
+def test_deliberate_regression_exits_1_names_the_file_and_lists_flips(repo: Path, tmp_path: Path, capsys) -> None:
+    (repo / "src" / "toy_bench" / "predict.py").write_text(BROKEN_PREDICT.lstrip())
+    experiment(repo, "e0.0.2", "break parity")
+    out = tmp_path / "cmp.json"
+    assert bench("compare", "--json", str(out)) == 1
+    printed = capsys.readouterr().out
+    assert "src/toy_bench/predict.py" in printed and "REGRESSED" in printed
+    result = json.loads(out.read_text())
+    assert result["base"]["version"] == "e0.0.1" and result["head"]["version"] == "e0.0.2"
+    assert [f["path"] for f in result["attribution"]["files"]] == ["src/toy_bench/predict.py"]
+    assert result["attribution"]["data"]["changed"] == 0
+    parity = next(c for c in result["changes"] if c["metric"] == "accuracy" and "parity" in c["config"])
+    assert parity["base"] == 1.0 and parity["head"] == 0.0 and parity["verdict"] == "regressed"
+    assert parity["flips"] == [40, 0]
+    # The flipped inputs: all 40 of the parity model, right→wrong, both raw responses side by side.
+    assert result["n_flips"] == 40
+    flip = result["flips"][0]
+    assert flip["direction"] == "right→wrong" and flip["base_raw"] != flip["head_raw"]
+    assert {f["input_id"] for f in result["flips"]} == {str(i) for i in range(40)}
+    # The always-0 model is unchanged: no change, and an honest power figure beside it.
+    steady = next(c for c in result["changes"] if c["metric"] == "accuracy" and "always_even" in c["config"])
+    assert steady["verdict"] == "no detectable change" and steady["min_detectable"] > 0
+    # A tolerance larger than the drop lets it pass.
+    assert bench("compare", "--max-drop", "1.0") == 0
+
+
+def test_same_experiment_exits_0(repo: Path, capsys) -> None:
+    assert bench("compare", "--base", "e0.0.1", "--head", "e0.0.1") == 0
+    printed = capsys.readouterr().out
+    assert "No significant regression" in printed and "REGRESSED" not in printed
+
+
+def test_data_change_is_attributed_to_data(repo: Path, tmp_path: Path) -> None:
+    items = toy_project.sample_items(40)
+    items[3]["x"] += 2  # same id, other content (same label): changed
+    items = items[:-1] + [{"input_id": 99, "x": 4, "label": 0, "difficulty": "easy"}]  # 39 removed, 99 added
+    data = repo / "data" / "sample.jsonl"
+    data.write_text("".join(json.dumps(item) + "\n" for item in items))
+    experiment(repo, "e0.0.2", "new data")
+    out = tmp_path / "cmp.json"
+    assert bench("compare", "--json", str(out)) == 0
+    result = json.loads(out.read_text())
+    d = result["attribution"]["data"]
+    assert (d["added"], d["removed"], d["changed"]) == (1, 1, 1)
+    assert d["examples"]["changed"] == ["3"] and d["base_digest"] != d["head_digest"]
+    assert [f["path"] for f in result["attribution"]["files"]] == ["data/sample.jsonl"]
+    assert result["n_shared_inputs"] == 38  # the changed, added and removed inputs are not paired
+
+
+def test_usage_errors_exit_2(repo: Path) -> None:
+    assert bench("compare") == 2  # one experiment only
+    assert bench("compare", "--base", "e0.0.9", "--head", "e0.0.1") == 2
+    assert bench("compare", "--max-drop", "-1") == 2
+
+
+# -- the statistics against scipy / statsmodels and by hand ------------------------------------------------
+def test_mcnemar_matches_statsmodels() -> None:
+    mcnemar = pytest.importorskip("statsmodels.stats.contingency_tables").mcnemar
+    for both, lost, gained, neither in [(30, 8, 2, 0), (10, 0, 7, 3), (50, 20, 25, 5)]:
+        expected = mcnemar([[both, lost], [gained, neither]], exact=True).pvalue
+        assert stats.mcnemar_exact(lost, gained) == pytest.approx(expected, rel=1e-9)
+
+
+def test_paired_bootstrap_matches_scipy() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.gamma(2.0, 0.1, 300)
+    head = base * 1.1 + rng.normal(0, 0.02, 300)
+    diffs = head - base
+    mean, ci, p = stats.paired_mean_bootstrap(diffs)
+    ref = sps.bootstrap((diffs,), np.mean, n_resamples=10_000, method="percentile", random_state=3).confidence_interval
+    assert mean == pytest.approx(diffs.mean())
+    assert ci == pytest.approx((ref.low, ref.high), abs=0.002)
+    assert p < 0.05 and not (ci[0] <= 0 <= ci[1])  # the p and the interval agree
+    # Same statistic on the same resampled inputs: the median difference against scipy's paired bootstrap.
+    median = lambda a: np.percentile(a, 50, axis=-1)  # noqa: E731
+    point, ci_median, _ = stats.paired_statistic_bootstrap(base, head, median)
+    ref = sps.bootstrap(
+        (base, head), lambda b, h, axis=-1: np.median(h, axis=axis) - np.median(b, axis=axis), paired=True,
+        n_resamples=4_000, method="percentile", random_state=3,
+    ).confidence_interval  # fmt: skip
+    assert point == pytest.approx(np.median(head) - np.median(base))
+    assert ci_median == pytest.approx((ref.low, ref.high), abs=0.004)
+
+
+def test_paired_binary_interval_matches_scipy_bootstrap() -> None:
+    base = np.array([1] * 30 + [1] * 8 + [0] * 2 + [0] * 10, dtype=float)
+    head = np.array([1] * 30 + [0] * 8 + [1] * 2 + [0] * 10, dtype=float)
+    diff, ci, _ = stats.paired_binary_bootstrap(30, 2, 8, 10)
+    ref = sps.bootstrap((head - base,), np.mean, n_resamples=10_000, method="percentile", random_state=5)
+    assert diff == pytest.approx(-6 / 50)
+    assert ci == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), abs=0.021)
+
+
+def test_power_figure_by_hand() -> None:
+    # (z_0.975 + z_0.80) · sd / √n with z_0.975 = 1.959964, z_0.80 = 0.841621, sd = √0.2, n = 100.
+    assert stats.min_detectable_difference(100, math.sqrt(0.2)) == pytest.approx(2.801585 * 0.4472136 / 10, rel=1e-6)
+    assert stats.min_detectable_difference(100, math.sqrt(0.2)) == pytest.approx(0.125291, abs=1e-6)
+    # Inverse: a 5-point difference at ψ = 0.2 needs ⌈(2.801585·0.4472136/0.05)²⌉ = ⌈627.9…⌉ = 628 items.
+    assert stats.items_needed(0.05, math.sqrt(0.2)) == 628
+    # Planning without a discordance: independent errors at accuracy 0.8 disagree on 2·0.8·0.2 = 0.32.
+    assert stats.design_sd(0.8) == pytest.approx(math.sqrt(0.32))
