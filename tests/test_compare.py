@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import math
 import subprocess
 from pathlib import Path
@@ -190,3 +191,29 @@ def test_power_figure_by_hand() -> None:
     assert stats.items_needed(0.05, math.sqrt(0.2)) == 628
     # Planning without a discordance: independent errors at accuracy 0.8 disagree on 2·0.8·0.2 = 0.32.
     assert stats.design_sd(0.8) == pytest.approx(math.sqrt(0.32))
+
+
+def test_report_has_the_comparison_section_and_renders_in_chromium(repo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    (repo / "src" / "toy_bench" / "predict.py").write_text(BROKEN_PREDICT.lstrip())
+    experiment(repo, "e0.0.2", "break parity")
+    assert bench("report") == 0
+    text = (repo / "reports" / "e0.0.2" / "RESULTS.md").read_text()
+    assert "## Compared with the previous experiment: e0.0.2 vs e0.0.1" in text
+    assert "src/toy_bench/predict.py" in text and "right→wrong" in text
+    page = repo / "reports" / "e0.0.2" / "report.html"
+    assert "id='compare'" in page.read_text()
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed")
+    shot = Path(os.environ.get("COMPARE_SCREENSHOT_DIR", tmp_path))
+    for name, url in (("report.png", page.as_uri()), ("compare.png", page.as_uri() + "#compare")):
+        done = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr",
+             "--v=0", "--window-size=1280,2400", f"--user-data-dir={tmp_path / 'profile'}",
+             f"--screenshot={shot / name}", url],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert (shot / name).stat().st_size > 10_000, done.stderr[-2000:]
+        assert ":CONSOLE" not in done.stderr, done.stderr[-2000:]

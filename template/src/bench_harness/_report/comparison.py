@@ -85,7 +85,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def markdown(c: Any, heading: str = "#") -> str:
+def markdown(c: Any, heading: str = "#", title: str | None = None) -> str:
     """The whole comparison: what changed, what moved, the verdicts, flipped inputs."""
     regressed = c.regressions
     verdict = (
@@ -93,8 +93,9 @@ def markdown(c: Any, heading: str = "#") -> str:
         if regressed
         else "**No significant regression** of the gated metrics."
     )
+    title = title or f"{c.head.version} compared with {c.base.version}"
     out = [
-        f"{heading} {c.head.version} compared with {c.base.version}",
+        f"{heading} {title}",
         "",
         verdict,
         "",
