@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -217,3 +217,21 @@ def test_report_has_the_comparison_section_and_renders_in_chromium(repo: Path, t
         )  # fmt: skip
         assert (shot / name).stat().st_size > 10_000, done.stderr[-2000:]
         assert ":CONSOLE" not in done.stderr, done.stderr[-2000:]
+
+
+def test_design_phase_power_statement_and_plan_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = toy_project.write_project(tmp_path / "toy", items=toy_project.sample_items(40))
+    plan = root / "EXPERIMENT_PLAN.md"
+    plan.write_text("# Plan\n<!-- power:begin -->\nold\n<!-- power:end -->\nrest\n")
+    gen = toy_project.activate(root, monkeypatch)
+    next(gen)
+    from bench_harness._cli import compare as cli
+
+    lines = cli.design_lines(1000, None)
+    # (1.959964 + 0.841621)·√0.5/√1000 = 0.06264; a 0.05 difference needs ⌈(2.801585·0.707107/0.05)²⌉ = 1570.
+    assert "at least 0.063" in lines[0] and "0.05 → 1,570" in lines[1]
+    assert "dev accuracy p = 0.80" in cli.design_lines(1000, 0.8)[0]
+    assert cli.update_plan(root, lines)
+    text = plan.read_text()
+    assert "\nold\n" not in text and "at least 0.063" in text and text.endswith("<!-- power:end -->\nrest\n")
+    next(gen, None)

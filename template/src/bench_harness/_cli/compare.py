@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,3 +44,55 @@ def add_parser(sub: argparse._SubParsersAction, commands: dict) -> None:
     p.add_argument("--head", default=None, help="the later experiment (default: the latest)")
     p.add_argument("--max-drop", type=float, default=0.0, help="tolerated significant drop, e.g. 0.01")
     p.add_argument("--json", default=None, metavar="FILE", help="write the whole comparison as JSON (for CI)")
+
+
+TARGETS = (0.10, 0.05, 0.02, 0.01)
+PLAN_FILE = "EXPERIMENT_PLAN.md"
+PLAN_BLOCK = re.compile(r"(<!-- power:begin -->\n).*?(<!-- power:end -->)", re.DOTALL)
+
+
+def design_lines(n_items: int, accuracy: float | None) -> list[str]:
+    """The design-phase power statement: the smallest detectable difference now, the items targets need."""
+    from .._results import stats
+
+    # A few dev items say little about the accuracy: plan with it only away from 0 and 1, else cautiously.
+    usable = accuracy is not None and 0.1 <= accuracy <= 0.9
+    sd = stats.design_sd(accuracy if usable else None)
+    basis = f"sd = √(2·p·(1−p)) = {sd:.3f} at dev accuracy p = {accuracy:.2f}" if usable else "cautious sd = √0.5"
+    smallest = stats.min_detectable_difference(n_items, sd)
+    needs = ", ".join(f"{t:g} → {stats.items_needed(t, sd):,}" for t in TARGETS)
+    return [
+        f"Power (80%, α = 0.05, paired, {basis}): with the {n_items:,} items of the dataset, two configurations "
+        f"must differ by at least {smallest:.3f} in accuracy to be told apart.",
+        f"Items a target difference needs: {needs}.",
+    ]
+
+
+def update_plan(root: Path, lines: list[str]) -> bool:
+    """Rewrite EXPERIMENT_PLAN.md's power block (between its markers) with `lines`; False when absent."""
+    plan = root / PLAN_FILE
+    if not plan.exists():
+        return False
+    text = plan.read_text(encoding="utf-8")
+    updated = PLAN_BLOCK.sub(lambda m: m.group(1) + "\n".join(lines) + "\n" + m.group(2), text, count=1)
+    if updated != text:
+        plan.write_text(updated, encoding="utf-8")
+    return updated != text
+
+
+def design_note(cfg: BenchConfig, rows: list[dict]) -> list[str]:
+    """For `make dev`: the power statement for the whole dataset, also written into EXPERIMENT_PLAN.md."""
+    if "accuracy" not in cfg.metrics:
+        return []
+    try:
+        from .._run.runner import user_modules
+
+        _, _, data = user_modules()
+        n_items = len(data.load_items())
+    except Exception:  # noqa: BLE001 - a note must never fail the dev run
+        return []
+    values = [r["accuracy"] for r in rows if isinstance(r.get("accuracy"), (int, float))]
+    lines = design_lines(n_items, max(values) if values else None)
+    if n_items and update_plan(cfg.root, lines):
+        lines.append(f"(written to {PLAN_FILE})")
+    return lines if n_items else []

@@ -208,8 +208,12 @@ def cmd_dev(args: argparse.Namespace, cfg: BenchConfig) -> int:
     dev = cfg.for_dev()
     options = _run_options(args, "dev")
     options.limit = args.limit if args.limit is not None else cfg.run.dev_limit
-    code, _, _ = run_and_report(dev, options)
+    code, _, rows = run_and_report(dev, options)
     print(f"dev results in {dev.db_path.name}; `make clean-dev` deletes them")
+    from .._cli.compare import design_note
+
+    for line in design_note(cfg, rows):
+        print(line)
     return code
 
 
