@@ -431,7 +431,8 @@ def _proportion(config: str, metric: str, rows: list[tuple[bool, bool]], lower: 
     change.flips = (lost, gained)
     discordance = (lost + gained) / n
     sd = math.sqrt(discordance - difference**2) if discordance > difference**2 else 0.0
-    change.min_detectable = stats.min_detectable_difference(n, sd or stats.design_sd(base_yes / n))
+    # No discordant input: plan with the cautious sd √0.5 rather than claim a difference of 0 is detectable.
+    change.min_detectable = stats.min_detectable_difference(n, sd or stats.design_sd(None))
     return change
 
 
@@ -535,7 +536,7 @@ def flipped(con: duckdb.DuckDBPyConnection, head: Side) -> tuple[list[Flip], int
     total = con.execute(f"SELECT COUNT(*) {where}").fetchone()[0]
     rows = con.execute(
         f"""SELECT b.config_id, b.input_id, b.correct, h.truth, b.prediction, h.prediction, b.raw, h.raw {where}
-            ORDER BY b.correct DESC, b.config_id, b.input_id LIMIT {MAX_FLIPS}"""
+            ORDER BY b.correct DESC, b.config_id, TRY_CAST(b.input_id AS BIGINT), b.input_id LIMIT {MAX_FLIPS}"""
     ).fetchall()
     flips = [
         Flip(head.configs.get(cid, cid[:10]), iid, "right→wrong" if was_right else "wrong→right", *rest)

@@ -25,6 +25,10 @@ def _ci(ci: tuple[float, float] | None) -> str:
     return "–" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
 
 
+def _sig(value: float | None, sign: str = "") -> str:
+    return "–" if value is None else f"{value:{sign}.3g}"
+
+
 def _p(p: float | None) -> str:
     return "–" if p is None else ("< 0.0001" if p < 1e-4 else f"{p:.4f}")
 
@@ -33,10 +37,21 @@ def change_rows(c: Any) -> list[list[str]]:
     rows = []
     for m in c.changes:
         flips = f"{m.flips[0]} / {m.flips[1]}" if m.flips else "–"
+        if m.metric.startswith("latency"):  # seconds recorded, milliseconds shown: 3 significant digits
+            ms = lambda v: None if v is None else v * 1000  # noqa: E731
+            values = [
+                _sig(ms(m.base)),
+                _sig(ms(m.head)),
+                _sig(ms(m.difference), "+"),
+                "–" if m.ci is None else f"[{_sig(ms(m.ci[0]), '+')}, {_sig(ms(m.ci[1]), '+')}]",
+            ]
+            name, detect = f"{m.metric} (ms)", _sig(ms(m.min_detectable))
+        else:
+            values = [_num(m.base), _num(m.head), _signed(m.difference), _ci(m.ci)]
+            name, detect = m.metric, _num(m.min_detectable)
         rows.append(
-            [m.config, m.metric + (" (lower is better)" if m.lower_is_better else ""), str(m.n_shared),
-             _num(m.base), _num(m.head), _signed(m.difference), _ci(m.ci), m.test, _p(m.p_holm), flips,
-             _num(m.min_detectable), m.verdict]
+            [m.config, name + (" (lower is better)" if m.lower_is_better else ""), str(m.n_shared), *values,
+             m.test, _p(m.p_holm), flips, detect, m.verdict]
         )  # fmt: skip
     return rows
 
