@@ -24,7 +24,7 @@ import pytest
 from conftest import TEMPLATE, make, run
 from scipy import stats as sps
 
-HARNESS = TEMPLATE / "template" / "src" / "{{ package_name }}" / "harness"
+HARNESS = TEMPLATE / "template" / "src" / "bench_harness" / "_results"
 PACKAGE = "my_benchmark"  # the default answers' package
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -205,11 +205,12 @@ def test_report_accuracy_and_wilson_intervals(report_data) -> None:
     assert (configs["b"]["n_cache_hits"], configs["c"]["n_failed"]) == (10, 2)
 
 
-def test_report_latency_excludes_cache_hits(report_data) -> None:
+def test_report_latency_counts_cache_hits_with_the_latency_they_reuse(report_data) -> None:
+    """One definition everywhere (metrics table, terminal, report): a cache hit's recorded latency counts."""
     _, data = report_data
     b = by_label(data)["b"]
-    computed = np.array([0.1 + i * 0.01 for i in range(40) if i not in B_HITS])
-    assert b["n_latency"] == 30
+    computed = np.array([5.0 if i in B_HITS else 0.1 + i * 0.01 for i in range(40)])
+    assert b["n_latency"] == 40
     for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
         assert b["latency"][name] == pytest.approx(np.percentile(computed, q))
     expected = sps.quantile_test(computed, q=float(np.median(computed)), p=0.5).confidence_interval()

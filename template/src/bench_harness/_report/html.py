@@ -105,7 +105,7 @@ def latency_chart(data: ReportData) -> str:
     x = _scale(max(lo, 0.0), hi, left, width - 20)
     marks = (("p50", BLUE, 5), ("p95", "#e08a00", 5), ("p99", RED, 5))
     parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="latency percentiles">']
-    title = f"Latency percentiles, seconds (cache hits excluded){varying(data)}"
+    title = f"Latency percentiles, seconds (cache hits carry the latency they reuse){varying(data)}"
     parts.append(f'<text x="10" y="18" font-weight="600">{esc(title)}</text>')
     for j, (name, colour, _) in enumerate(marks):
         parts.append(f'<circle cx="{left + 90 * j + 6}" cy="36" r="5" fill="{colour}"/>')
