@@ -154,7 +154,7 @@ def render(data: ReportData) -> str:
     if rows:
         out += ["Other chosen metrics (intervals where the report computes them; the rest from the metrics table):", ""]
         out += [table(header, rows), ""]
-    out += ["## Latency (successful rows; a cache hit carries the latency it reuses)", "", table(*latency_rows(data)), ""]
+    out += ["## Latency (successful rows; cache hits carry the latency they reuse)", "", table(*latency_rows(data)), ""]
     if data.pairs:
         out += ["## Paired comparisons (same inputs)", "", table(*pair_rows(data)), ""]
     for name, cells in data.segments.items():
