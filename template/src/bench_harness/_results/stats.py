@@ -111,16 +111,22 @@ def quantile_ci(values: np.ndarray, q: float, confidence: float = 0.95) -> tuple
 
     The number of values below the true quantile is Binomial(n, q); with l = ppf(α/2) and
     u = ppf(1 - α/2) + 1 (1-based ranks, clipped to 1..n), [x_(l), x_(u)] covers the quantile
-    with probability >= 1 - α (up to the clipping at the ends, flagged by `quantile_ci_reliable`).
+    with probability >= 1 - α. When the rank falls outside 1..n (p99 of fewer than ~300 values) that
+    side has no finite bound: -inf or inf.
     """
     n = int(values.size)
     if n == 0:
         return None
     alpha = 1 - confidence
-    lower = max(1, binom_ppf(alpha / 2, n, q))
-    upper = min(n, binom_ppf(1 - alpha / 2, n, q) + 1)
-    ordered = np.partition(values, sorted({lower - 1, upper - 1}))
-    return float(ordered[lower - 1]), float(ordered[upper - 1])
+    lower = binom_ppf(alpha / 2, n, q)
+    upper = binom_ppf(1 - alpha / 2, n, q) + 1
+    ranks = sorted({min(max(lower, 1), n) - 1, min(max(upper, 1), n) - 1})
+    ordered = np.partition(values, ranks)
+    # A rank beyond the sample means no finite bound on that side (scipy's quantile_test says nan):
+    # -inf / inf, rendered "≤ min" / "≥ max", never the smallest or largest value passed off as a bound.
+    low = float(ordered[lower - 1]) if lower >= 1 else -math.inf
+    high = float(ordered[upper - 1]) if upper <= n else math.inf
+    return low, high
 
 
 def quantile_ci_reliable(n: int, q: float) -> bool:
