@@ -148,7 +148,8 @@ def interval_chart(
     lo, hi = _range(bounds, zero=zero_line)
     x = _scale(lo, hi, left, width - 20)
     parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{esc(title)}">']
-    parts.append(f'<text x="10" y="18" font-weight="600">{esc(title)}</text>')
+    heading = f"{title} ({note})" if note else title
+    parts.append(f'<text x="10" y="18" font-weight="600">{esc(heading)}</text>')
     axis_y = 30 + row * len(items)
     for t in _ticks(lo, hi):
         parts.append(f'<line x1="{x(t):.1f}" y1="28" x2="{x(t):.1f}" y2="{axis_y}" stroke="#e6e9ed"/>')
@@ -162,8 +163,6 @@ def interval_chart(
         parts.append(
             f'<line x1="{x(0):.1f}" y1="28" x2="{x(0):.1f}" y2="{axis_y}" stroke="#333" stroke-dasharray="4 3"/>'
         )
-        if note:
-            parts.append(f'<text x="{x(0) + 6:.1f}" y="40" class="axis">{esc(note)}</text>')
     for i, it in enumerate(items):
         y = 30 + row * i + row / 2
         colour = BLUE if it.get("highlight", True) else GREY
@@ -292,7 +291,10 @@ def pareto_chart(data: ReportData) -> str:
 
 
 def _tick(t: float) -> str:
-    return f"{t:.3g}"
+    """Axis numbers people read: 2,000 not 2e+03; 0.0005 not 5e-04 (down to 1e-4)."""
+    if t != 0 and (abs(t) >= 1000 or abs(t) < 1e-4):
+        return f"{t:,.0f}" if abs(t) >= 1000 else f"{t:.0e}"
+    return f"{t:.4g}"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -315,7 +317,7 @@ def html_table(
 def _numeric(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return True
-    text = str(value).rstrip("*")
+    text = str(value).rstrip("*").replace(",", "") if not str(value).startswith("[") else str(value)
     try:
         float(text)
     except ValueError:

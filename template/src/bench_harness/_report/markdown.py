@@ -31,7 +31,10 @@ def ci(interval: tuple[float, float] | None, digits: int = 4) -> str:
 
 def ms(value: float | None) -> str:
     """Seconds shown as milliseconds, 3 significant digits."""
-    return "-" if value is None else f"{value * 1000:.3g}"
+    if value is None:
+        return "-"
+    value *= 1000
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def ms_ci(interval: tuple[float, float] | None) -> str:
