@@ -68,10 +68,12 @@ def experiment(root: Path, version: str, message: str) -> None:
     git(root, "tag", "-a", version, "-m", message)
 
 
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The toy with 40 items in a git repository, experiment e0.0.1 already tagged."""
-    root = toy_project.write_project(tmp_path / "toy", items=toy_project.sample_items(40), files={"predict": PREDICT})
+@pytest.fixture(params=["sqlite", "duckdb"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The toy with 40 items in a git repository, experiment e0.0.1 already tagged (each engine)."""
+    root = toy_project.write_project(
+        tmp_path / "toy", engine=request.param, items=toy_project.sample_items(40), files={"predict": PREDICT}
+    )
     (root / ".gitignore").write_text("*.db\n__pycache__/\n")
     git(root, "init", "-q")
     git(root, "config", "user.email", "t@example.com")
@@ -269,3 +271,53 @@ def test_ci_workflow_is_a_valid_github_workflow_and_uses_real_targets() -> None:
     used = set(re.findall(r"make ([a-z-]+)", runs))
     assert used == {"install", "test", "experiment", "compare"} and used <= targets
     assert workflow["jobs"]["compare"]["if"] == "github.event_name == 'pull_request'"
+
+
+@pytest.mark.slow
+def test_workflow_pull_request_steps_run_in_a_rendered_project(rendered) -> None:
+    """The compare job's own commands, taken from the workflow file, in a rendered project (DVC, duckdb).
+
+    `make install` and `make test` are exercised by the render tests; here the experiment and the
+    comparison against main's latest experiment run exactly as the workflow writes them.
+    """
+    import yaml
+    from conftest import make, run
+
+    project = rendered("compare-ci", {"project_name": "cmpci"})
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = [s["run"] for s in workflow["jobs"]["compare"]["steps"] if "run" in s and "make install" not in s["run"]]
+    experiment_step, compare_step = (s.replace("${{ github.sha }}", "test") for s in steps[-2:])
+    make(project, "experiment", "ARGS=--allow-dirty --no-push --limit 50")  # main's experiment
+    run(project, "git", "update-ref", "refs/remotes/origin/main", "HEAD")
+    run(project, "git", "switch", "--quiet", "-c", "feature")
+    run(project, "bash", "-ec", experiment_step)  # the pull request's experiment
+    done = run(project, "bash", "-ec", compare_step)
+    assert "compared with" in done.stdout and "No significant regression" in done.stdout
+    result = json.loads((project / "compare.json").read_text())
+    assert result["exit_code"] == 0 and result["base"]["version"] != result["head"]["version"]
+    assert result["n_shared_inputs"] > 0 and result["attribution"]["files"] == []
+
+
+def test_base_database_restored_from_the_dvc_cache(repo: Path, tmp_path: Path) -> None:
+    """The working database lacks e0.0.1: its rows come from the copy DVC recorded at the tag."""
+    import hashlib
+    import shutil
+
+    db = repo / "benchmark.db"
+    md5 = hashlib.md5(db.read_bytes(), usedforsecurity=False).hexdigest()
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    cached.parent.mkdir(parents=True)
+    shutil.copy(db, cached)
+    (repo / "benchmark.db.dvc").write_text(f"outs:\n- md5: {md5}\n  size: 1\n  path: benchmark.db\n")
+    (repo / ".gitignore").write_text("*.db\n__pycache__/\n.dvc/cache\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "experiment: e0.0.1 results")
+    git(repo, "tag", "-f", "-a", "e0.0.1", "-m", "first")
+    db.unlink()  # a fresh clone: only the latest experiment is in the working database
+    (repo / "src" / "toy_bench" / "predict.py").write_text(BROKEN_PREDICT.lstrip())
+    experiment(repo, "e0.0.2", "break parity")
+    out = tmp_path / "cmp.json"
+    assert bench("compare", "--json", str(out)) == 1
+    result = json.loads(out.read_text())
+    assert result["base"]["db_path"] == str(cached) and result["head"]["db_path"] == str(db)
+    assert result["n_flips"] == 40
