@@ -50,8 +50,9 @@ def git_branch(root: Path) -> str:
     return git(root, "branch", "--show-current") or ""
 
 
-# Outputs of earlier experiments' analysis (reports, exports): they cannot change a result.
-OUTPUT_PATHS = (":(exclude)reports", ":(exclude)exports")
+# Outputs of earlier experiments' analysis (reports, exports) and the plan `make dev` annotates with its
+# power figures: they cannot change a result.
+OUTPUT_PATHS = (":(exclude)reports", ":(exclude)exports", ":(exclude)EXPERIMENT_PLAN.md")
 
 
 def uncommitted_files(root: Path) -> list[str]:
