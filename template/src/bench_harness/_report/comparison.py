@@ -82,7 +82,7 @@ def attribution_lines(c: Any) -> list[str]:
         + (f" ({'; '.join(a.configs_removed)})" if a.configs_removed else "")
     )
     for config, b, h in a.model_versions:
-        lines.append(f"- model version of {config}: {b} → {h}")
+        lines.append(f"- recorded version (model_version, else predict code_version) of {config}: {b} → {h}")
     for name, b, h in a.dependencies:
         lines.append(f"- dependency {name}: {b} → {h}")
     if a.template:
