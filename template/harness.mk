@@ -68,6 +68,10 @@ update: ## copier update to the latest template release (ARGS="--vcs-ref v1.2.0"
 	$(BENCH) check-schema
 	@echo "updated: review \`git status\` / \`git diff\`, run \`make test\`, then commit"
 
+.PHONY: compare
+compare: ## HEAD=e0.0.M (default: latest) vs BASE=e0.0.N (default: the one before): what changed, what moved; exit 1 on a regression (ARGS="--max-drop 0.01 --json compare.json")
+	$(BENCH) compare $(if $(BASE),--base $(BASE)) $(if $(HEAD),--head $(HEAD)) $(ARGS)
+
 .PHONY: retry-errors
 retry-errors: ## re-run only the error rows of the latest experiment (VERSION=e0.0.N for another), then its metrics
 	$(BENCH) retry-errors $(if $(VERSION),--experiment-version $(VERSION)) $(ARGS)

@@ -24,7 +24,7 @@ import pytest
 from conftest import TEMPLATE, make, run
 from scipy import stats as sps
 
-HARNESS = TEMPLATE / "template" / "src" / "{{ package_name }}" / "harness"
+HARNESS = TEMPLATE / "template" / "src" / "bench_harness" / "_results"
 PACKAGE = "my_benchmark"  # the default answers' package
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -205,11 +205,12 @@ def test_report_accuracy_and_wilson_intervals(report_data) -> None:
     assert (configs["b"]["n_cache_hits"], configs["c"]["n_failed"]) == (10, 2)
 
 
-def test_report_latency_excludes_cache_hits(report_data) -> None:
+def test_report_latency_counts_cache_hits_with_the_latency_they_reuse(report_data) -> None:
+    """One definition everywhere (metrics table, terminal, report): a cache hit's recorded latency counts."""
     _, data = report_data
     b = by_label(data)["b"]
-    computed = np.array([0.1 + i * 0.01 for i in range(40) if i not in B_HITS])
-    assert b["n_latency"] == 30
+    computed = np.array([5.0 if i in B_HITS else 0.1 + i * 0.01 for i in range(40)])
+    assert b["n_latency"] == 40
     for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
         assert b["latency"][name] == pytest.approx(np.percentile(computed, q))
     expected = sps.quantile_test(computed, q=float(np.median(computed)), p=0.5).confidence_interval()
@@ -261,6 +262,77 @@ def test_report_segments_pareto_and_disagreements(report_data) -> None:
     assert all(a["raw_response"] and first["input_id"] in a["raw_response"] for a in first["answers"])
 
 
+def test_report_disagreements_ranked_by_informativeness(report_data) -> None:
+    """|correct − accuracy| summed over the configurations, largest first; 'k of N' counts them all."""
+    _, data = report_data
+    right = {"a": A_RIGHT, "b": B_RIGHT, "c": C_RIGHT}
+    answered = {"a": range(40), "b": range(40), "c": range(38)}
+    accuracy = {k: len(right[k] & set(answered[k])) / len(answered[k]) for k in right}
+
+    def surprise(i: int) -> float:
+        return sum(abs((i in right[k]) - accuracy[k]) for k in right if i in answered[k])
+
+    split = [i for i in range(40) if len({i in right[k] for k in right if i in answered[k]}) > 1]
+    ranked = sorted(split, key=lambda i: (-surprise(i), f"i{i:02d}"))
+    assert data["n_disagreements"] == len(split)
+    assert [d["input_id"] for d in data["disagreements"]] == [f"i{i:02d}" for i in ranked][:25]
+
+
+NULL_TRUTH = set(range(5))  # model a: no ground truth on i00..i04
+
+
+def edge_rows() -> list[dict[str, Any]]:
+    rows = []
+    for i in range(40):
+        row = prediction_row("a", i, i in A_RIGHT)
+        if i in NULL_TRUTH:
+            row["ground_truth"] = None
+        rows.append(row)
+    for i in range(40):  # model c fails on every input
+        rows.append(prediction_row("c", i, False, prediction=None, raw_response=None, latency=None,
+                                   error="TimeoutError: slow", error_type="API_TIMEOUT"))  # fmt: skip
+    return rows
+
+
+@pytest.fixture(scope="module")
+def edge_data(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    db = write_db(tmp_path_factory.mktemp("edge") / "edge.db", edge_rows())
+    return py(project, BUILD_REPORT, str(db))
+
+
+def test_null_ground_truth_excluded_and_counted(edge_data) -> None:
+    a = by_label(edge_data)["a"]
+    right = len(A_RIGHT - NULL_TRUTH)
+    assert a["n_no_truth"] == 5 and a["n_scored"] == 35
+    assert a["accuracy"] == pytest.approx(right / 35) and a["accuracy_ci"] == pytest.approx(wilson(right, 35))
+    assert a["accuracy_strict"] == pytest.approx(right / 35)
+    assert any("no ground truth" in note for note in edge_data["notes"])
+
+
+def test_all_error_configuration_strict_accuracy_zero_and_empty_pair(edge_data) -> None:
+    c = by_label(edge_data)["c"]
+    assert c["accuracy"] is None  # no successful row: accuracy has no denominator
+    assert c["accuracy_strict"] == 0.0 and c["accuracy_strict_ci"] == pytest.approx(wilson(0, 40))
+    (pair,) = edge_data["pairs"]
+    assert pair["n_shared"] == 0 and pair["difference"] is None and pair["ci"] is None and pair["p_holm"] is None
+
+
+def test_unbounded_quantile_interval_matches_scipy_nan() -> None:
+    values = np.random.default_rng(7).gamma(2.0, 1.0, 72)
+    expected = sps.quantile_test(values, q=float(np.quantile(values, 0.99)), p=0.99).confidence_interval()
+    low, high = stats.quantile_ci(values, 0.99)
+    assert np.isnan(expected.high) and high == np.inf  # no finite upper bound at n = 72: "≥ max"
+    assert low == pytest.approx(expected.low)
+
+
+def test_regression_pair_p_is_the_bootstrap_of_its_interval() -> None:
+    diffs = np.random.default_rng(8).normal(0.05, 0.3, 150)
+    mean, ci, p = stats.paired_mean_bootstrap(diffs)
+    assert (p < 0.05) == (not ci[0] <= 0 <= ci[1])
+    reference = sps.bootstrap((diffs,), np.mean, n_resamples=10_000, method="percentile", random_state=1)
+    assert ci == pytest.approx((reference.confidence_interval.low, reference.confidence_interval.high), abs=0.01)
+
+
 # -- the report in a browser -------------------------------------------------------------------
 
 
@@ -294,7 +366,7 @@ def chromium_screenshot(page: Path, png: Path, profile: Path) -> str:
     reason="chromium is not installed (.ci/run installs it with apt)",
 )
 def test_report_html_opens_in_chromium_without_console_errors(report_data, project: Path, tmp_path: Path) -> None:
-    db, _ = report_data
+    db, _ = report_data  # noqa: F841
     make(project, "report", f"ARGS=--db {db} --out {tmp_path / 'reports'}")
     html = tmp_path / "reports" / "e0.0.1" / "report.html"
     markdown = (tmp_path / "reports" / "e0.0.1" / "RESULTS.md").read_text()
@@ -302,8 +374,13 @@ def test_report_html_opens_in_chromium_without_console_errors(report_data, proje
     text = html.read_text()
     assert text.count("<svg") >= 4 and "Pareto" in text and "McNemar" in text
     assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
-    assert "<script" not in text and '<link rel="stylesheet"' not in text
+    # One inline script (sort, filter): nothing loaded from elsewhere, every table readable without it.
+    assert text.count("<script") == 1 and "<script src" not in text and '<link rel="stylesheet"' not in text
+    assert "<details><summary>" in text or all(len(a["raw_response"] or "") <= 80 for d in _["disagreements"]
+                                               for a in d["answers"])  # fmt: skip
     log = chromium_screenshot(html, tmp_path / "report.png", tmp_path / "profile")
+    if os.environ.get("REPORT_SCREENSHOT_DIR"):  # for a person to look at
+        shutil.copy(tmp_path / "report.png", Path(os.environ["REPORT_SCREENSHOT_DIR"]) / "fixture-report.png")
     assert ":CONSOLE" not in log, log
     width, height, detail = png_size_and_detail(tmp_path / "report.png")
     assert (width, height) == (1280, 2400) and detail > 100

@@ -87,12 +87,24 @@ def cmd_export(args: argparse.Namespace, cfg: BenchConfig) -> int:
     return 0
 
 
+def _previous(cfg: BenchConfig, args: argparse.Namespace) -> object | None:
+    """The comparison with the experiment before the reported one (`make compare`'s), or None."""
+    from .._compare.model import CompareError, compare
+
+    if args.dev or getattr(args, "db", None):
+        return None
+    try:
+        return compare(cfg, None, args.version)
+    except CompareError:
+        return None
+
+
 def cmd_report(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """reports/<version>/RESULTS.md and report.html: CIs, paired tests, segments, Pareto, disagreements."""
     from .._report import write
 
     try:
-        markdown, html = write(cfg, _db(args, cfg), cfg.root / args.out, args.version)
+        markdown, html = write(cfg, _db(args, cfg), cfg.root / args.out, args.version, _previous(cfg, args))
     except (FileNotFoundError, ValueError) as error:
         print(f"report: {error}", file=sys.stderr)
         return 1

@@ -227,8 +227,12 @@ def cmd_dev(args: argparse.Namespace, cfg: BenchConfig) -> int:
     dev = cfg.for_dev()
     options = _run_options(args, "dev")
     options.limit = args.limit if args.limit is not None else cfg.run.dev_limit
-    code, _, _ = run_and_report(dev, options)
+    code, _, rows = run_and_report(dev, options)
     print(f"dev results in {dev.db_path.name}; `make clean-dev` deletes them")
+    from .._cli.compare import design_note
+
+    for line in design_note(cfg, rows):
+        print(line)
     return code
 
 
@@ -338,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_explore_parsers(sub, COMMANDS)
 
     add_parsers(sub, COMMANDS)
+    from .._cli.compare import add_parser as add_compare
+
+    add_compare(sub, COMMANDS)
     return parser
 
 

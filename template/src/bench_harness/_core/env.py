@@ -53,9 +53,16 @@ def git_branch(root: Path) -> str:
     return git(root, "branch", "--show-current") or ""
 
 
-# Outputs of earlier experiments' analysis (reports, exports, reproductions) and the experiment's own
-# results file (*.db.dvc, rewritten by its `dvc add`): they cannot change a result, so they are not "dirty".
-OUTPUT_PATHS = (":(exclude)reports", ":(exclude)exports", ":(exclude)reproductions", ":(exclude)*.db.dvc")
+# Outputs of earlier experiments' analysis (reports, exports, reproductions), the experiment's own
+# results file (*.db.dvc, rewritten by its `dvc add`) and the plan `make dev` annotates with its power
+# figures: they cannot change a result, so they are not "dirty".
+OUTPUT_PATHS = (
+    ":(exclude)reports",
+    ":(exclude)exports",
+    ":(exclude)reproductions",
+    ":(exclude)*.db.dvc",
+    ":(exclude)EXPERIMENT_PLAN.md",
+)
 
 
 def uncommitted_files(root: Path) -> list[str]:

@@ -1,7 +1,9 @@
-"""report.html: one self-contained file (inline CSS and SVG, no script, no network).
+"""report.html: one self-contained file (inline CSS, SVG and a small script; no network).
 
 Template-owned. Renders a `report.ReportData` with hand-written SVG: no plotting library, nothing
-fetched, so the file opens the same from a laptop, a CI artifact or an e-mail attachment.
+fetched, so the file opens the same from a laptop, a CI artifact or an e-mail attachment. The inline
+script only helps (click a column header to sort, type to filter a long table); with scripts off
+every table and every raw response (<details>) is still there and readable.
 """
 
 from __future__ import annotations
@@ -11,7 +13,17 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .._report.markdown import best, config_rows, extra_rows, latency_rows, num, pair_rows, quality_title, segment_rows
+from .._report.markdown import (
+    best,
+    config_rows,
+    extra_rows,
+    latency_rows,
+    num,
+    pair_rows,
+    quality_title,
+    ranked,
+    segment_rows,
+)
 from .._report.model import ReportData
 
 CSS = """
@@ -26,6 +38,47 @@ th{background:#eef1f4;font-weight:600}td.num{text-align:right;font-variant-numer
 tr.front td:first-child{font-weight:600}.small{color:#a33}.ok{color:#1a7f37}.bad{color:#b42318}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font-size:12px;max-height:9em;overflow:auto}
 svg text{font-family:system-ui,sans-serif;font-size:12px;fill:#1d2329}.scroll{overflow-x:auto}
+svg text.axis{fill:#5b6670}th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}
+.js th{cursor:pointer}input.filter{margin:4px 0;padding:3px 6px;font:inherit;width:280px}
+.legend{display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #ccd}
+li.sub{margin-left:1.5em;list-style:circle}
+"""
+# Sort any table by a header click (numbers as numbers), filter the tables marked data-filter.
+SCRIPT = """
+document.documentElement.classList.add('js');
+function cellValue(row, i) {
+  const text = (row.cells[i] ? row.cells[i].textContent : '').trim();
+  const n = parseFloat(text.replace(/^[\\[<≤≥]\\s*/, ''));
+  return isNaN(n) ? text.toLowerCase() : n;
+}
+document.querySelectorAll('table').forEach(function (table) {
+  if (table.querySelector('[rowspan]')) return;
+  table.querySelectorAll('thead th').forEach(function (th, i) {
+    th.title = 'sort';
+    th.addEventListener('click', function () {
+      const body = table.tBodies[0];
+      const asc = !th.classList.contains('sorted-asc');
+      table.querySelectorAll('th').forEach(function (h) { h.classList.remove('sorted-asc', 'sorted-desc'); });
+      th.classList.add(asc ? 'sorted-asc' : 'sorted-desc');
+      Array.from(body.rows).sort(function (a, b) {
+        const x = cellValue(a, i), y = cellValue(b, i);
+        return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+      }).forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+document.querySelectorAll('[data-filter]').forEach(function (box) {
+  const input = document.createElement('input');
+  input.className = 'filter';
+  input.placeholder = 'filter rows…';
+  input.addEventListener('input', function () {
+    const q = input.value.toLowerCase();
+    box.querySelectorAll('tbody tr').forEach(function (row) {
+      row.style.display = row.textContent.toLowerCase().includes(q) ? '' : 'none';
+    });
+  });
+  box.parentNode.insertBefore(input, box);
+});
 """
 BLUE, GREY, RED = "#2f6fdb", "#9aa5b1", "#c4314b"
 
@@ -34,12 +87,21 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _scale(lo: float, hi: float, a: float, b: float):
+def _scale(lo: float, hi: float, a: float, b: float, log: bool = False):
+    if log:
+        lo, hi = math.log10(lo), math.log10(hi)
+        span = (hi - lo) or 1.0
+        return lambda v: a + (math.log10(max(v, 1e-300)) - lo) / span * (b - a)
     span = (hi - lo) or 1.0
     return lambda v: a + (v - lo) / span * (b - a)
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+def _ticks(lo: float, hi: float, count: int = 5, log: bool = False) -> list[float]:
+    if log:
+        first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        steps = (1, 2, 5) if last - first <= 3 else (1,)
+        found = [m * 10.0**e for e in range(first, last + 1) for m in steps]
+        return [t for t in found if lo <= t <= hi] or [lo, hi]
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / count
@@ -60,21 +122,43 @@ def _range(values: Sequence[float | None], zero: bool = False) -> tuple[float, f
     return lo - pad, hi + pad
 
 
-def interval_chart(items: list[dict[str, Any]], title: str, zero_line: bool = False) -> str:
+def _log_range(values: Sequence[float | None]) -> tuple[float, float] | None:
+    """A log axis when the positive values span two decades or more (latency, cost): else None."""
+    found = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if len(found) < 2 or max(found) / min(found) < 100 or len(found) != len([v for v in values if v is not None]):
+        return None
+    return min(found) / 1.3, max(found) * 1.3
+
+
+def _label_width(labels: Sequence[str]) -> int:
+    """Room for the longest label (about 7 px a character): labels are never cut."""
+    return max(120, min(900, 12 + 7 * max((len(x) for x in labels), default=10)))
+
+
+def interval_chart(
+    items: list[dict[str, Any]], title: str, zero_line: bool = False, axis: str = "", note: str = ""
+) -> str:
     """Horizontal dot-and-whisker chart: one row per item {label, value, ci, highlight}."""
     if not items:
         return ""
-    left, width, row = 260, 820, 26
-    height = 40 + row * len(items) + 30
+    left, row = _label_width([it["label"] for it in items]), 26
+    width = max(820, left + 580)
+    height = 40 + row * len(items) + 48
     bounds = [v for it in items for v in (it["value"], *(it.get("ci") or ()))]
     lo, hi = _range(bounds, zero=zero_line)
     x = _scale(lo, hi, left, width - 20)
     parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{esc(title)}">']
-    parts.append(f'<text x="10" y="18" font-weight="600">{esc(title)}</text>')
+    heading = f"{title} ({note})" if note else title
+    parts.append(f'<text x="10" y="18" font-weight="600">{esc(heading)}</text>')
     axis_y = 30 + row * len(items)
     for t in _ticks(lo, hi):
         parts.append(f'<line x1="{x(t):.1f}" y1="28" x2="{x(t):.1f}" y2="{axis_y}" stroke="#e6e9ed"/>')
         parts.append(f'<text x="{x(t):.1f}" y="{axis_y + 16}" text-anchor="middle">{esc(_tick(t))}</text>')
+    if axis:
+        parts.append(
+            f'<text x="{(left + width - 20) / 2:.0f}" y="{axis_y + 36}" text-anchor="middle" class="axis">'
+            f"{esc(axis)}</text>"
+        )
     if zero_line and lo <= 0 <= hi:
         parts.append(
             f'<line x1="{x(0):.1f}" y1="28" x2="{x(0):.1f}" y2="{axis_y}" stroke="#333" stroke-dasharray="4 3"/>'
@@ -82,7 +166,7 @@ def interval_chart(items: list[dict[str, Any]], title: str, zero_line: bool = Fa
     for i, it in enumerate(items):
         y = 30 + row * i + row / 2
         colour = BLUE if it.get("highlight", True) else GREY
-        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{esc(_clip(it["label"], 34))}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{esc(it["label"])}</text>')
         if it.get("ci"):
             a, b = it["ci"]
             parts.append(
@@ -95,35 +179,47 @@ def interval_chart(items: list[dict[str, Any]], title: str, zero_line: bool = Fa
 
 
 def latency_chart(data: ReportData) -> str:
-    """p50, p95 and p99 of each configuration as three marks on one line."""
-    rows = [c for c in data.configs if c.latency.get("p50") is not None]
+    """p50, p95 and p99 of each configuration (milliseconds) as three marks on one line; log axis over decades."""
+    rows = [c for c in ranked(data) if c.latency.get("p50") is not None]
     if not rows:
         return ""
-    left, width, row = 260, 820, 26
-    height = 60 + row * len(rows) + 30
-    lo, hi = _range([v for c in rows for v in (c.latency["p50"], c.latency["p99"])], zero=True)
-    x = _scale(max(lo, 0.0), hi, left, width - 20)
+    left, row = _label_width([c.short for c in rows]), 26
+    width = max(820, left + 580)
+    height = 60 + row * len(rows) + 48
+    values = [c.latency[q] * 1000 for c in rows for q in ("p50", "p95", "p99") if c.latency.get(q) is not None]
+    log = _log_range(values)
+    lo, hi = log or _range(values, zero=True)
+    lo = lo if log else max(lo, 0.0)
+    x = _scale(lo, hi, left, width - 20, log=bool(log))
     marks = (("p50", BLUE, 5), ("p95", "#e08a00", 5), ("p99", RED, 5))
     parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="latency percentiles">']
-    title = f"Latency percentiles, seconds (cache hits excluded){varying(data)}"
+    title = f"Latency percentiles{varying(data)}"
     parts.append(f'<text x="10" y="18" font-weight="600">{esc(title)}</text>')
     for j, (name, colour, _) in enumerate(marks):
         parts.append(f'<circle cx="{left + 90 * j + 6}" cy="36" r="5" fill="{colour}"/>')
         parts.append(f'<text x="{left + 90 * j + 16}" y="40">{name}</text>')
     axis_y = 52 + row * len(rows)
-    for t in _ticks(max(lo, 0.0), hi):
+    for t in _ticks(lo, hi, log=bool(log)):
         parts.append(f'<line x1="{x(t):.1f}" y1="50" x2="{x(t):.1f}" y2="{axis_y}" stroke="#e6e9ed"/>')
         parts.append(f'<text x="{x(t):.1f}" y="{axis_y + 16}" text-anchor="middle">{esc(_tick(t))}</text>')
+    axis = "latency (ms, log scale)" if log else "latency (ms)"
+    parts.append(
+        f'<text x="{(left + width - 20) / 2:.0f}" y="{axis_y + 36}" text-anchor="middle" class="axis">{axis}</text>'
+    )
     for i, c in enumerate(rows):
         y = 52 + row * i + row / 2
-        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{esc(_clip(c.short, 38))}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{esc(c.short)}</text>')
+        p99 = c.latency.get("p99") or c.latency["p50"]
         parts.append(
-            f'<line x1="{x(c.latency["p50"]):.1f}" y1="{y:.1f}" x2="{x(c.latency["p99"]):.1f}" y2="{y:.1f}" '
+            f'<line x1="{x(c.latency["p50"] * 1000):.1f}" y1="{y:.1f}" x2="{x(p99 * 1000):.1f}" y2="{y:.1f}" '
             'stroke="#c9d1da"/>'
         )
         for name, colour, r in marks:
             if c.latency.get(name) is not None:
-                parts.append(f'<circle cx="{x(c.latency[name]):.1f}" cy="{y:.1f}" r="{r}" fill="{colour}"/>')
+                parts.append(
+                    f'<circle cx="{x(c.latency[name] * 1000):.1f}" cy="{y:.1f}" r="{r}" fill="{colour}">'
+                    f"<title>{esc(c.label)} {name}: {c.latency[name] * 1000:.3g} ms</title></circle>"
+                )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -131,30 +227,43 @@ def latency_chart(data: ReportData) -> str:
 def pareto_chart(data: ReportData) -> str:
     """Quality against cost (or latency): the non-dominated configurations joined by a line."""
     use_cost = data.cost_axis.startswith("cost")
+    scale = 1.0 if use_cost else 1000.0  # latency in milliseconds
     points = [
-        (c, c.cost_mean if use_cost else c.latency.get("p50"), c.quality)
+        (c, (c.cost_mean if use_cost else c.latency.get("p50")) * scale, c.quality)
         for c in data.configs
         if c.quality is not None and (c.cost_mean if use_cost else c.latency.get("p50")) is not None
     ]
     if not points:
         return ""
-    width, height, left, bottom = 820, 380, 70, 330
-    xlo, xhi = _range([p[1] for p in points])
+    width, height, left, bottom = 820, 400, 78, 330
+    log = _log_range([p[1] for p in points])
+    xlo, xhi = log or _range([p[1] for p in points])
     ylo, yhi = _range([v for c, _, q in points for v in (q, *((c.accuracy_ci or c.mae_ci) or ()))])
-    x, y = _scale(xlo, xhi, left, width - 30), _scale(ylo, yhi, bottom, 30)
+    x, y = _scale(xlo, xhi, left, width - 30, log=bool(log)), _scale(ylo, yhi, bottom, 50)
+    x_name = ("cost per item (USD)" if use_cost else "latency p50 (ms)") + (", log scale" if log else "")
     parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="Pareto front">']
     parts.append(
         f'<text x="10" y="18" font-weight="600">'
-        f"{esc(quality_title(data))} against {esc(data.cost_axis)}{esc(varying(data))}</text>"
+        f"{esc(quality_title(data))} against {esc(x_name)}{esc(varying(data))}</text>"
     )
-    for t in _ticks(xlo, xhi):
-        parts.append(f'<line x1="{x(t):.1f}" y1="30" x2="{x(t):.1f}" y2="{bottom}" stroke="#eef0f3"/>')
+    legend = ((BLUE, "not dominated (on the front)"), (GREY, "dominated"))
+    for j, (colour, text) in enumerate(legend):
+        parts.append(f'<circle cx="{left + 6 + 230 * j}" cy="36" r="5" fill="{colour}"/>')
+        parts.append(f'<text x="{left + 16 + 230 * j}" y="40">{text}</text>')
+    parts.append(
+        f'<line x1="{left + 460}" y1="36" x2="{left + 490}" y2="36" stroke="{BLUE}" stroke-dasharray="5 3"/>'
+        f'<text x="{left + 498}" y="40">the front · whiskers: 95% intervals</text>'
+    )
+    for t in _ticks(xlo, xhi, log=bool(log)):
+        parts.append(f'<line x1="{x(t):.1f}" y1="50" x2="{x(t):.1f}" y2="{bottom}" stroke="#eef0f3"/>')
         parts.append(f'<text x="{x(t):.1f}" y="{bottom + 16}" text-anchor="middle">{esc(_tick(t))}</text>')
     for t in _ticks(ylo, yhi):
         parts.append(f'<line x1="{left}" y1="{y(t):.1f}" x2="{width - 30}" y2="{y(t):.1f}" stroke="#eef0f3"/>')
         parts.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{esc(_tick(t))}</text>')
     parts.append(
-        f'<text x="{(left + width) / 2:.0f}" y="{height - 8}" text-anchor="middle">{esc(data.cost_axis)}</text>'
+        f'<text x="{(left + width) / 2:.0f}" y="{bottom + 40}" text-anchor="middle" class="axis">{esc(x_name)}</text>'
+        f'<text x="16" y="{(bottom + 50) / 2:.0f}" text-anchor="middle" class="axis" '
+        f'transform="rotate(-90 16 {(bottom + 50) / 2:.0f})">{esc(quality_title(data))}</text>'
     )
     front = sorted((p for p in points if p[0].pareto), key=lambda p: p[1])
     if len(front) > 1:
@@ -176,35 +285,39 @@ def pareto_chart(data: ReportData) -> str:
         anchor = "end" if x(px) > width * 0.7 else "start"
         shift = -9 if anchor == "end" else 9
         ty = y(py) - 9 if i % 2 == 0 else y(py) + 18  # neighbours alternate above and below their point
-        parts.append(
-            f'<text x="{x(px) + shift:.1f}" y="{ty:.1f}" text-anchor="{anchor}">{esc(_clip(c.short, 30))}</text>'
-        )
+        parts.append(f'<text x="{x(px) + shift:.1f}" y="{ty:.1f}" text-anchor="{anchor}">{esc(c.short)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _tick(t: float) -> str:
-    return f"{t:.3g}"
+    """Axis numbers people read: 2,000 not 2e+03; 0.0005 not 5e-04 (down to 1e-4)."""
+    if t != 0 and (abs(t) >= 1000 or abs(t) < 1e-4):
+        return f"{t:,.0f}" if abs(t) >= 1000 else f"{t:.0e}"
+    return f"{t:.4g}"
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def html_table(header: list[str], rows: list[list[Any]], row_classes: list[str] | None = None) -> str:
+def html_table(
+    header: list[str], rows: list[list[Any]], row_classes: list[str] | None = None, filterable: bool = False
+) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         cells = "".join(f'<td class="num">{esc(v)}</td>' if _numeric(v) else f"<td>{esc(v)}</td>" for v in row)
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    box = ' data-filter=""' if filterable or len(rows) > 15 else ""
+    return f'<div class="scroll"{box}><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _numeric(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return True
-    text = str(value).rstrip("*")
+    text = str(value).rstrip("*").replace(",", "") if not str(value).startswith("[") else str(value)
     try:
         float(text)
     except ValueError:
@@ -240,8 +353,15 @@ def heatmap(data: ReportData, name: str, cells: list[dict[str, Any]]) -> str:
             )
         rows.append(f"<tr><th>{esc(s)}</th>{''.join(tds)}</tr>")
     title = f"{quality_title(data)} by {name} (rows) and configuration (columns)"
+    red, green = "hsl(0,60%,88%)", "hsl(120,60%,88%)"
+    low, high = (red, green) if data.higher_is_better else (green, red)
+    legend = (
+        f' · colour scale: {esc(num(lo))} <span class="legend" style="background:linear-gradient(90deg,{low},{high})">'
+        f"</span> {esc(num(hi))} ({'greener is better' if data.higher_is_better else 'greener is lower, better'})"
+    )
     return (
-        f"<p class=meta>{esc(title)}</p><div class=scroll><table><thead><tr><th>{esc(name)}</th>{head}</tr></thead>"
+        f"<p class=meta>{esc(title)}{legend}</p><div class=scroll><table>"
+        f"<thead><tr><th>{esc(name)}</th>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
@@ -263,12 +383,20 @@ def disagreement_table(data: ReportData) -> str:
             mark = '<span class="ok">right</span>' if a["correct"] else '<span class="bad">wrong</span>'
             rows.append(
                 f"<tr>{first}<td>{esc(a['config'])}</td><td>{mark}</td><td>{esc(a['prediction'])}</td>"
-                f"<td><pre>{esc(a['raw_response'])}</pre></td></tr>"
+                f"<td>{_raw(a['raw_response'])}</td></tr>"
             )
     head = "".join(
         f"<th>{h}</th>" for h in ("input_id", "ground truth", "configuration", "", "prediction", "raw response")
     )
     return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+
+
+def _raw(text: str | None) -> str:
+    """A raw response: its start on one line, the whole text one click away (no script needed)."""
+    text = "" if text is None else str(text)
+    if len(text) <= 80:
+        return f"<pre>{esc(text)}</pre>"
+    return f"<details><summary>{esc(text[:77])}…</summary><pre>{esc(text)}</pre></details>"
 
 
 def varying(data: ReportData) -> str:
@@ -282,7 +410,7 @@ def render(data: ReportData) -> str:
     top = best(data)
     quality_items = [
         {"label": c.short, "value": c.quality, "ci": c.accuracy_ci or c.mae_ci}
-        for c in data.configs
+        for c in ranked(data)
         if c.quality is not None
     ]
     body = [f"<h1>{esc(data.project)}: {esc(data.version)}</h1>"]
@@ -298,10 +426,10 @@ def render(data: ReportData) -> str:
     body.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in data.notes) + "</ul>")
     body.append("<h2>Metrics by configuration</h2>")
     if quality_items:
-        title = f"{quality_title(data)} with 95% intervals{varying(data)}"
-        body.append(f'<div class="card">{interval_chart(quality_items, title)}</div>')
+        title = f"{quality_title(data)} with 95% intervals, best first{varying(data)}"
+        body.append(f'<div class="card">{interval_chart(quality_items, title, axis=quality_title(data))}</div>')
     header, rows = config_rows(data)
-    body.append(html_table(header, rows, ["front" if c.pareto else "" for c in data.configs]))
+    body.append(html_table(header, rows, ["front" if c.pareto else "" for c in ranked(data)]))
     header, rows = extra_rows(data)
     if rows:
         body.append(
@@ -311,8 +439,8 @@ def render(data: ReportData) -> str:
     body.append("<h2>Quality against cost: the Pareto front</h2>")
     chart = pareto_chart(data)
     body.append(
-        f'<div class="card">{chart}<p class="meta">Blue: not dominated (no other configuration is at least as '
-        "good on both axes and better on one); grey: dominated. Whiskers: 95% intervals.</p></div>"
+        f'<div class="card">{chart}<p class="meta">Not dominated: no other configuration is at least as '
+        "good on both axes and better on one.</p></div>"
         if chart
         else "<p>No quality or cost to plot.</p>"
     )
@@ -324,10 +452,14 @@ def render(data: ReportData) -> str:
         items = [
             {"label": p.short, "value": p.difference, "ci": p.ci, "highlight": (p.p_holm or 1) < 0.05}
             for p in data.pairs
+            if p.n_shared
         ]
+        favours = "right of 0 favours A" if data.higher_is_better else "left of 0 favours A (lower MAE)"
+        what = f"{quality_title(data)} difference A − B"
+        chart = interval_chart(items, f"{what}, 95% paired bootstrap", zero_line=True, axis=what, note=favours)
         body.append(
-            f'<div class="card">{interval_chart(items, "difference A − B, 95% paired bootstrap", zero_line=True)}'
-            '<p class="meta">Blue: significant after Holm correction (p &lt; 0.05).</p></div>'
+            f'<div class="card">{chart}<p class="meta">Each label reads "A − B". Blue: significant after Holm '
+            f"correction (p &lt; 0.05); grey: not. {esc(favours.capitalize())}.</p></div>"
         )
         body.append(html_table(*pair_rows(data)))
     for name, cells in data.segments.items():
@@ -347,11 +479,15 @@ def render(data: ReportData) -> str:
             )
         )
     if data.disagreements:
-        body.append(f"<h2>Inputs where configurations disagree (first {len(data.disagreements)})</h2>")
+        body.append(
+            f"<h2>Inputs where configurations disagree ({len(data.disagreements)} of {data.n_disagreements} "
+            "shown)</h2><p class=meta>Most informative first: an answer counts by how unexpected it is from its "
+            "configuration (|correct − accuracy|), so a baseline that is always wrong adds nothing.</p>"
+        )
         body.append(disagreement_table(data))
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
         f"<title>{esc(data.project)} {esc(data.version)}</title><style>{CSS}</style></head>"
-        f"<body><main>{''.join(body)}</main></body></html>\n"
+        f"<body><main>{''.join(body)}</main><script>{SCRIPT}</script></body></html>\n"
     )

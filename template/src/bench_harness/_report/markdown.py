@@ -5,6 +5,7 @@ Template-owned. Renders a `report.ReportData`; no computation happens here.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._report.model import ConfigStats, ReportData
@@ -20,7 +21,36 @@ def num(value: float | None, digits: int = 4) -> str:
 
 
 def ci(interval: tuple[float, float] | None, digits: int = 4) -> str:
-    return "-" if interval is None else f"[{num(interval[0], digits)}, {num(interval[1], digits)}]"
+    """An interval; an unbounded side (a quantile beyond the sample) reads "≤ min" or "≥ max"."""
+    if interval is None:
+        return "-"
+    low = "≤ min" if interval[0] == -math.inf else num(interval[0], digits)
+    high = "≥ max" if interval[1] == math.inf else num(interval[1], digits)
+    return f"[{low}, {high}]"
+
+
+def ms(value: float | None) -> str:
+    """Seconds shown as milliseconds, 3 significant digits."""
+    if value is None:
+        return "-"
+    value *= 1000
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def ms_ci(interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return "-"
+    low = "≤ min" if interval[0] == -math.inf else ms(interval[0])
+    high = "≥ max" if interval[1] == math.inf else ms(interval[1])
+    return f"[{low}, {high}]"
+
+
+def ranked(data: ReportData) -> list[ConfigStats]:
+    """The configurations best first (the leaderboard order); those without a quality figure last."""
+    if not data.quality_name:
+        return list(data.configs)
+    sign = -1 if data.higher_is_better else 1
+    return sorted(data.configs, key=lambda c: (c.quality is None, sign * (c.quality or 0.0), c.label))
 
 
 def pvalue(p: float | None) -> str:
@@ -43,6 +73,9 @@ def quality_title(data: ReportData) -> str:
 def config_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
     """The leaderboard: one row per configuration, shared by both renderers."""
     header = ["configuration", "n", "errors", "cache hits"]
+    no_truth = any(c.n_no_truth for c in data.configs) and data.quality_name
+    if no_truth:
+        header += ["no truth"]
     if data.quality_name == "accuracy":
         header += ["accuracy", "95% CI (Wilson)", "strict accuracy", "95% CI (Wilson)"]
     elif data.quality_name == "mae":
@@ -52,8 +85,8 @@ def config_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
         header += ["cost / item", "95% CI (bootstrap)", "total cost"]
     header += ["Pareto"]
     rows = []
-    for c in data.configs:
-        row: list[Any] = [c.label, c.n, c.n_failed, c.n_cache_hits]
+    for c in ranked(data):
+        row: list[Any] = [c.label, c.n, c.n_failed, c.n_cache_hits] + ([c.n_no_truth] if no_truth else [])
         if data.quality_name == "accuracy":
             row += [num(c.accuracy), ci(c.accuracy_ci), num(c.accuracy_strict), ci(c.accuracy_strict_ci)]
         elif data.quality_name == "mae":
@@ -91,25 +124,29 @@ def _has_ci(header: list[str], name: str) -> bool:
 
 
 def latency_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
-    header = ["configuration", "n computed", "p50", "95% CI", "p95", "95% CI", "p99", "95% CI", "mean", "95% CI"]
+    header = ["configuration", "n", "p50 (ms)", "95% CI", "p95 (ms)", "95% CI", "p99 (ms)", "95% CI", "mean (ms)",
+              "95% CI (bootstrap)"]  # fmt: skip
     rows = []
-    for c in data.configs:
+    for c in ranked(data):
         row: list[Any] = [c.label, c.n_latency]
         for q in ("p50", "p95", "p99", "mean"):
             mark = "*" if q in c.latency_unreliable else ""
-            row += [num(c.latency.get(q)) + mark, ci(c.latency_ci.get(q))]
+            row += [ms(c.latency.get(q)) + mark, ms_ci(c.latency_ci.get(q))]
         rows.append(row)
     return header, rows
 
 
 def pair_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
     binary = data.quality_name == "accuracy"
-    what = "accuracy A - B" if binary else "MAE A - B"
+    what = "accuracy A − B (> 0 favours A)" if binary else "MAE A − B (< 0 favours A)"
     header = ["A", "B", "n shared", what, "95% CI (paired bootstrap)"]
     header += ["A only right", "B only right", "McNemar exact p"] if binary else ["bootstrap p"]
     header += ["Holm-adjusted p"]
     rows = []
     for p in data.pairs:
+        if not p.n_shared:  # no shared input: nothing was compared
+            rows.append([p.a, p.b, 0, *["–"] * (len(header) - 3)])
+            continue
         row: list[Any] = [p.a, p.b, p.n_shared, num(p.difference), ci(p.ci)]
         row += [p.only_a, p.only_b, pvalue(p.p_mcnemar)] if binary else [pvalue(p.p_bootstrap)]
         row += [pvalue(p.p_holm)]
@@ -154,7 +191,7 @@ def render(data: ReportData) -> str:
     if rows:
         out += ["Other chosen metrics (intervals where the report computes them; the rest from the metrics table):", ""]
         out += [table(header, rows), ""]
-    out += ["## Latency (computed rows, cache hits excluded)", "", table(*latency_rows(data)), ""]
+    out += ["## Latency (successful rows; cache hits carry the latency they reuse)", "", table(*latency_rows(data)), ""]
     if data.pairs:
         out += ["## Paired comparisons (same inputs)", "", table(*pair_rows(data)), ""]
     for name, cells in data.segments.items():
@@ -172,7 +209,13 @@ def render(data: ReportData) -> str:
             "",
         ]
     if data.disagreements:
-        out += ["## Inputs where configurations disagree", ""]
+        out += [
+            f"## Inputs where configurations disagree ({len(data.disagreements)} of {data.n_disagreements} shown)",
+            "",
+            "Most informative first: an answer counts by how unexpected it is from its configuration "
+            "(|correct − accuracy|), so a baseline that is always wrong adds nothing.",
+            "",
+        ]
         rows = [
             [
                 d["input_id"],

@@ -58,6 +58,7 @@ class ConfigStats:
     n_cache_hits: int = 0
     n_scored: int = 0
     n_correct: int = 0
+    n_no_truth: int = 0  # rows without ground truth: excluded from accuracy, counted here
     accuracy: float | None = None
     accuracy_ci: tuple[float, float] | None = None
     accuracy_strict: float | None = None
@@ -90,9 +91,9 @@ class PairStats:
     a: str
     b: str
     n_shared: int
-    difference: float
-    ci: tuple[float, float]
-    p_bootstrap: float
+    difference: float | None
+    ci: tuple[float, float] | None  # None (printed "–") when the two share no input
+    p_bootstrap: float | None
     both: int = 0
     only_a: int = 0
     only_b: int = 0
@@ -120,6 +121,7 @@ class ReportData:
     disagreements: list[dict[str, Any]]
     errors: list[dict[str, Any]]
     cost_axis: str  # "cost per item (USD)" or "latency p50 (s)"
+    n_disagreements: int = 0  # inputs where configurations disagree; `disagreements` holds the top ones
     notes: list[str] = field(default_factory=list)
     segment_notes: dict[str, str] = field(default_factory=dict)
 
@@ -215,7 +217,8 @@ def load_source(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, columns: list[
                coalesce(CAST({col("cache")} AS VARCHAR), '') <> '' AS hit,
                TRY_CAST({col("latency")} AS DOUBLE) AS latency,
                {"TRY_CAST(" + quote(cost) + " AS DOUBLE)" if cost else "NULL::DOUBLE"} AS cost,
-               CASE WHEN {failed} THEN NULL ELSE {correct_sql(p, t, cfg.correct)} END AS correct,
+               {t} IS NULL AS no_truth,
+               CASE WHEN {failed} OR {t} IS NULL THEN NULL ELSE {correct_sql(p, t, cfg.correct)} END AS correct,
                CASE WHEN {failed} THEN NULL ELSE abs(TRY_CAST({p} AS DOUBLE) - TRY_CAST({t} AS DOUBLE)) END
                    AS abs_error,
                {labels}
@@ -242,17 +245,20 @@ def config_stats(con: duckdb.DuckDBPyConnection, columns: list[str], quality: st
     rows = con.execute(
         """SELECT config_id, COUNT(*), COUNT(*) FILTER (failed), COUNT(*) FILTER (hit),
                   COUNT(correct), COUNT(*) FILTER (correct), avg(abs_error), COUNT(abs_error),
-                  avg(cost), sum(cost), COUNT(cost)
+                  avg(cost), sum(cost), COUNT(cost), COUNT(*) FILTER (no_truth)
            FROM src GROUP BY 1 ORDER BY 1"""
     ).fetchall()
     configs = []
-    for cid, n, n_failed, hits, scored, n_correct, mae, n_abs, cost_mean, cost_total, n_cost in rows:
+    for cid, n, n_failed, hits, scored, n_correct, mae, n_abs, cost_mean, cost_total, n_cost, no_truth in rows:
         c = ConfigStats(cid, _label(params[cid], varying, cid), params[cid], n, n_failed, hits, scored, n_correct)
+        c.n_no_truth = no_truth
         c.short = ", ".join(str(params[cid][k]) for k in varying) or cid[:10]
         c.error_rate, c.error_rate_ci = n_failed / n, stats.wilson(n_failed, n)
         if quality == "accuracy" and scored:
             c.accuracy, c.accuracy_ci = n_correct / scored, stats.wilson(n_correct, scored)
-            c.accuracy_strict, c.accuracy_strict_ci = n_correct / n, stats.wilson(n_correct, n)
+        with_truth = n - no_truth  # strict accuracy: an error counts as wrong, so an all-error run scores 0
+        if quality == "accuracy" and with_truth:
+            c.accuracy_strict, c.accuracy_strict_ci = n_correct / with_truth, stats.wilson(n_correct, with_truth)
         if quality == "mae" and n_abs:
             errors = con.execute("SELECT abs_error FROM src WHERE config_id = ? AND abs_error IS NOT NULL", [cid])
             c.mae = float(mae)
@@ -327,10 +333,14 @@ def table_metrics(cfg: BenchConfig, db_path: Path, version: str, configs: list[C
 
 
 def _latency(con: duckdb.DuckDBPyConnection, c: ConfigStats) -> None:
-    """Latency of computed, successful rows (cache hits excluded): percentiles with intervals, mean."""
+    """Latency of successful rows: percentiles with intervals, mean.
+
+    A cache hit carries the latency of the computation it reuses, so it counts like the metrics table
+    and the terminal count it (one definition everywhere; a fully cached re-run still has latency).
+    """
     values = (
         con.execute(
-            "SELECT latency FROM src WHERE config_id = ? AND NOT hit AND NOT failed AND latency IS NOT NULL",
+            "SELECT latency FROM src WHERE config_id = ? AND NOT failed AND latency IS NOT NULL",
             [c.config_id],
         )
         .fetchnumpy()["latency"]
@@ -425,11 +435,12 @@ def pair_stats(con: duckdb.DuckDBPyConnection, configs: list[ConfigStats], quali
                 f"COUNT(*) FILTER (NOT x.correct AND NOT y.correct) {join}",
                 ids,
             ).fetchone()
+            n_shared = both + only_a + only_b + neither
             diff, ci, p = stats.paired_binary_bootstrap(both, only_a, only_b, neither)
-            pair = PairStats(
-                a.label, b.label, both + only_a + only_b + neither, diff, ci, p, both, only_a, only_b, neither
-            )
+            pair = PairStats(a.label, b.label, n_shared, diff, ci, p, both, only_a, only_b, neither)
             pair.p_mcnemar = stats.mcnemar_exact(only_a, only_b)
+            if not n_shared:  # nothing to compare: no difference, interval or p ("–"), not "0 [0, 0], p 1"
+                pair.difference, pair.ci, pair.p_bootstrap, pair.p_mcnemar = None, None, None, None
         else:
             diffs = (
                 con.execute(
@@ -440,42 +451,42 @@ def pair_stats(con: duckdb.DuckDBPyConnection, configs: list[ConfigStats], quali
                 .fetchnumpy()["d"]
                 .astype(float)
             )
-            ci, _ = stats.bootstrap_mean_ci(diffs)
-            diff = float(diffs.mean()) if diffs.size else 0.0
-            pair = PairStats(a.label, b.label, int(diffs.size), diff, ci or (0.0, 0.0), _normal_p(diffs))
+            diff, ci, p = stats.paired_mean_bootstrap(diffs)  # the interval's own bootstrap p: they agree
+            pair = PairStats(a.label, b.label, int(diffs.size), diff if diffs.size else None, ci, p)
         pair.short = f"{a.short} − {b.short}"
         pairs.append(pair)
-    tested = [p.p_mcnemar if p.p_mcnemar is not None else p.p_bootstrap for p in pairs]
-    for pair, adjusted in zip(pairs, stats.holm(tested), strict=True):
+    tested = [p for p in pairs if p.n_shared]
+    pvalues = [p.p_mcnemar if p.p_mcnemar is not None else p.p_bootstrap for p in tested]
+    for pair, adjusted in zip(tested, stats.holm(pvalues), strict=True):
         pair.p_holm = adjusted
     return pairs
 
 
-def _normal_p(diffs: np.ndarray) -> float:
-    """Two-sided p of a mean difference from its standard error (the bootstrap's large-n limit)."""
-    if diffs.size < 2:
-        return 1.0
-    se = float(diffs.std(ddof=1)) / math.sqrt(diffs.size)
-    if se == 0:
-        return 1.0 if float(diffs.mean()) == 0 else 0.0
-    return math.erfc(abs(float(diffs.mean())) / se / math.sqrt(2))
-
-
 def disagreements(
     con: duckdb.DuckDBPyConnection, cfg: BenchConfig, configs: list[ConfigStats], pred: str, quality: str
-) -> list[dict[str, Any]]:
-    """Inputs where the configurations' correctness differs, with each one's raw response."""
+) -> tuple[list[dict[str, Any]], int]:
+    """Inputs where the configurations' correctness differs, the most informative first, with raw responses.
+
+    An answer is as informative as it is unexpected from its configuration: |correct − accuracy|.
+    A baseline that is always wrong adds nothing by being wrong again; the best configuration
+    failing where weaker ones succeed ranks high. Ties go by input_id.
+    """
     if quality != "accuracy" or len(configs) < 2:
-        return []
+        return [], 0
+    ranked = """WITH acc AS (SELECT config_id, avg(CAST(correct AS DOUBLE)) AS accuracy FROM src
+                         WHERE correct IS NOT NULL GROUP BY 1),
+                  split AS (SELECT input_id, sum(abs(CAST(correct AS DOUBLE) - accuracy)) AS surprise
+                            FROM src JOIN acc USING (config_id) WHERE correct IS NOT NULL GROUP BY input_id
+                            HAVING bool_or(correct) AND NOT bool_and(correct))"""
+    total = con.execute(f"{ranked} SELECT COUNT(*) FROM split").fetchone()[0]
     ids = [
         r[0]
         for r in con.execute(
-            f"""SELECT input_id FROM src WHERE NOT failed GROUP BY input_id
-                HAVING bool_or(correct) AND NOT bool_and(correct) ORDER BY input_id LIMIT {MAX_DISAGREEMENTS}"""
+            f"{ranked} SELECT input_id FROM split ORDER BY surprise DESC, input_id LIMIT {MAX_DISAGREEMENTS}"
         ).fetchall()
     ]
     if not ids:
-        return []
+        return [], 0
     labels = {c.config_id: c.label for c in configs}
     con.execute("SET sqlite_all_varchar = true")
     rows = con.execute(
@@ -492,7 +503,7 @@ def disagreements(
         entry["answers"].append(
             {"config": labels[cid], "correct": bool(correct), "prediction": prediction, "raw_response": raw}
         )
-    return list(table.values())
+    return [table[i] for i in ids if i in table], int(total)
 
 
 def error_breakdown(con: duckdb.DuckDBPyConnection, configs: list[ConfigStats]) -> list[dict[str, Any]]:
@@ -534,6 +545,7 @@ def build(cfg: BenchConfig, db_path: Path, version: str | None = None) -> Report
         table_metrics(cfg, db_path, version, configs, quality)
         cost_axis = mark_pareto(configs, quality)
         segments, segment_notes = segment_stats(con, cfg, columns, configs, quality)
+        shown, n_disagreements = disagreements(con, cfg, configs, pred, quality)
         data = ReportData(
             project=cfg.name,
             version=version,
@@ -546,7 +558,8 @@ def build(cfg: BenchConfig, db_path: Path, version: str | None = None) -> Report
             configs=configs,
             segments=segments,
             pairs=pair_stats(con, configs, quality),
-            disagreements=disagreements(con, cfg, configs, pred, quality),
+            disagreements=shown,
+            n_disagreements=n_disagreements,
             errors=error_breakdown(con, configs),
             cost_axis=cost_axis,
             segment_notes=segment_notes,
@@ -561,18 +574,25 @@ def _notes(data: ReportData) -> list[str]:
     notes = [
         f"Predictions compared with ground truth: column `{data.prediction_column}`"
         + (" (re-scored by `make rescore`)." if data.prediction_column == "scored_prediction" else "."),
-        "Latency statistics exclude cache hits and failed rows (a cache hit repeats an old measurement).",
+        "Latency statistics exclude failed rows; a cache hit carries the latency of the computation it reuses. "
+        "Percentiles: numpy's 'linear' interpolation (type 7).",
     ]
     if data.quality_name == "accuracy":
         notes.append(
             "accuracy is over successful rows (the guide's convention); strict accuracy counts errors as wrong."
         )
-    if data.pairs and all(p.ci[0] <= 0 <= p.ci[1] for p in data.pairs):
+    no_truth = sum(c.n_no_truth for c in data.configs)
+    if no_truth and data.quality_name:
+        notes.append(
+            f"{no_truth} row(s) have no ground truth (NULL): excluded from every quality figure and counted in "
+            "the column 'no truth'."
+        )
+    if data.pairs and all(p.ci is None or p.ci[0] <= 0 <= p.ci[1] for p in data.pairs):
         notes.append("Every paired interval includes 0: the ranking of the configurations is not decisive.")
     unreliable = sorted({q for c in data.configs for q in c.latency_unreliable})
     if unreliable:
         notes.append(
             f"Latency {', '.join(unreliable)} marked * rest on fewer than 10 values above the quantile: "
-            "their interval is pinned at the largest values."
+            "the interval is wide, and '≥ max' where the sample has no finite upper bound for it."
         )
     return notes

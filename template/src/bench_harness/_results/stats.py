@@ -111,16 +111,22 @@ def quantile_ci(values: np.ndarray, q: float, confidence: float = 0.95) -> tuple
 
     The number of values below the true quantile is Binomial(n, q); with l = ppf(α/2) and
     u = ppf(1 - α/2) + 1 (1-based ranks, clipped to 1..n), [x_(l), x_(u)] covers the quantile
-    with probability >= 1 - α (up to the clipping at the ends, flagged by `quantile_ci_reliable`).
+    with probability >= 1 - α. When the rank falls outside 1..n (p99 of fewer than ~300 values) that
+    side has no finite bound: -inf or inf.
     """
     n = int(values.size)
     if n == 0:
         return None
     alpha = 1 - confidence
-    lower = max(1, binom_ppf(alpha / 2, n, q))
-    upper = min(n, binom_ppf(1 - alpha / 2, n, q) + 1)
-    ordered = np.partition(values, sorted({lower - 1, upper - 1}))
-    return float(ordered[lower - 1]), float(ordered[upper - 1])
+    lower = binom_ppf(alpha / 2, n, q)
+    upper = binom_ppf(1 - alpha / 2, n, q) + 1
+    ranks = sorted({min(max(lower, 1), n) - 1, min(max(upper, 1), n) - 1})
+    ordered = np.partition(values, ranks)
+    # A rank beyond the sample means no finite bound on that side (scipy's quantile_test says nan):
+    # -inf / inf, rendered "≤ min" / "≥ max", never the smallest or largest value passed off as a bound.
+    low = float(ordered[lower - 1]) if lower >= 1 else -math.inf
+    high = float(ordered[upper - 1]) if upper <= n else math.inf
+    return low, high
 
 
 def quantile_ci_reliable(n: int, q: float) -> bool:
@@ -249,3 +255,116 @@ def pareto_front(quality: Sequence[float | None], cost: Sequence[float | None]) 
         )
         front.append(not dominated)
     return front
+
+
+# -- comparing two experiments on shared inputs, and the power to see a difference ------------------
+POWER = 0.80
+ALPHA = 0.05
+
+
+def normal_quantile(q: float) -> float:
+    """The q-quantile of the standard normal (statistics.NormalDist: stdlib, exact to 1e-15)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(q)
+
+
+def paired_mean_bootstrap(
+    diffs: np.ndarray, b: int = BOOTSTRAP_B, seed: int = SEED
+) -> tuple[float, tuple[float, float] | None, float]:
+    """Mean of paired differences (head − base per input), its percentile bootstrap interval and p.
+
+    The p-value is the bootstrap's own, 2·min(P*(Δ <= 0), P*(Δ >= 0)), so it is below 0.05
+    exactly when the 95% percentile interval excludes 0: the test and its interval never disagree.
+    Above BOOTSTRAP_MAX_N the bootstrap distribution of a mean is normal with sd/√n; both come
+    from that limit.
+    """
+    n = int(diffs.size)
+    if n == 0:
+        return 0.0, None, 1.0
+    mean = float(diffs.mean())
+    if n > BOOTSTRAP_MAX_N:
+        se = float(diffs.std()) / math.sqrt(n)
+        if se == 0:
+            return mean, (mean, mean), 1.0 if mean == 0 else 0.0
+        return mean, (mean - Z95 * se, mean + Z95 * se), math.erfc(abs(mean) / se / math.sqrt(2))
+    means = _resampled_means(diffs, b, seed)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return mean, (float(low), float(high)), _bootstrap_p(means)
+
+
+def _resampled_means(values: np.ndarray, b: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = values.size
+    means = np.empty(b)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, b, chunk):
+        stop = min(b, start + chunk)
+        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    return means
+
+
+def _bootstrap_p(replicates: np.ndarray) -> float:
+    """Two-sided bootstrap p of 'no difference': twice the smaller share of replicates on either side of 0."""
+    return min(1.0, 2.0 * min(float(np.mean(replicates <= 0)), float(np.mean(replicates >= 0))))
+
+
+def paired_statistic_bootstrap(
+    base: np.ndarray,
+    head: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    b: int = 2_000,
+    seed: int = SEED,
+) -> tuple[float, tuple[float, float] | None, float]:
+    """statistic(head) − statistic(base) over the same resampled inputs (e.g. a latency percentile).
+
+    `statistic` maps a (replicates, n) array to one value per replicate. The inputs are resampled
+    once per replicate and both sides take the same draw: the pairing is what makes it narrow.
+    """
+    n = int(base.size)
+    if n == 0:
+        return 0.0, None, 1.0
+    point = float(statistic(head[None, :])[0] - statistic(base[None, :])[0])
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(b)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, b, chunk):
+        stop = min(b, start + chunk)
+        index = rng.integers(0, n, size=(stop - start, n))
+        deltas[start:stop] = statistic(head[index]) - statistic(base[index])
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return point, (float(low), float(high)), _bootstrap_p(deltas)
+
+
+def min_detectable_difference(n: int, sd: float, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """Smallest true mean paired difference a two-sided test at `alpha` detects with `power`.
+
+    The normal approximation (z_{1-α/2} + z_power)·sd/√n, where sd is the standard deviation of
+    the per-input difference. For a proportion compared on the same inputs (McNemar), the
+    difference is -1, 0 or +1 per input and sd² = ψ − Δ² ≈ ψ, the share of inputs whose outcome
+    differs (discordant): sd = √ψ.
+    """
+    if n <= 0 or sd <= 0:
+        return None
+    return (normal_quantile(1 - alpha / 2) + normal_quantile(power)) * sd / math.sqrt(n)
+
+
+def items_needed(difference: float, sd: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """How many shared inputs a paired comparison needs to detect `difference` (inverse of the above)."""
+    if difference <= 0 or sd <= 0:
+        return None
+    z = normal_quantile(1 - alpha / 2) + normal_quantile(power)
+    return math.ceil((z * sd / difference) ** 2)
+
+
+def design_sd(accuracy: float | None, discordance: float | None = None) -> float:
+    """The per-input sd of a paired accuracy difference for planning, before two runs exist.
+
+    With an observed discordant share ψ (two configurations disagreeing on correctness) it is √ψ.
+    Without one, two configurations whose errors are independent at accuracy p disagree on a share
+    2·p·(1 − p) of the inputs: √(2p(1 − p)), at most √0.5 (p = 0.5), the cautious planning value.
+    """
+    if discordance is not None and discordance > 0:
+        return math.sqrt(discordance)
+    p = 0.5 if accuracy is None else min(max(accuracy, 0.0), 1.0)
+    return math.sqrt(max(2 * p * (1 - p), 1e-9))

@@ -1,0 +1,1 @@
+"""`make compare`: two experiments side by side: what changed, what moved, whether it is real."""
