@@ -173,7 +173,8 @@ def report(drift: Drift, db_name: str) -> tuple[list[str], list[str]]:
         for old, new in drift.renames:
             errors.append(f"  probable rename: {old} -> {new}")
         for new, candidates in drift.ambiguous:
-            errors.append(f"  new column {new}: a rename of one of {', '.join(candidates)}? (same type; pair it yourself)")
+            shown = ", ".join(candidates)
+            errors.append(f"  new column {new}: a rename of one of {shown}? (same type; pair it yourself)")
         errors.append(
             "  A run now would write the new name into a NEW column: old and new rows would be split across two."
         )
