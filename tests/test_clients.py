@@ -463,10 +463,6 @@ def test_the_same_endpoint_twice_is_all_cache_hits(llm_toy, monkeypatch) -> None
     assert second.cache_hits == 8 and server.requests == 8
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs keys support for CACHE_CONTEXT (engineer migration, _storage/keys.py): not in this branch yet",
-)
 def test_another_endpoint_is_not_a_cache_hit(llm_toy, monkeypatch) -> None:
     """Issue 14 row 4: same config, LLM_BASE_URL pointed at another server: no old answers passed off as its own."""
     from bench_harness import LocalLLMServer
