@@ -36,7 +36,9 @@ from ._core.errors import (
 from ._core.segments import input_length, segment_fields
 
 # Names whose module is imported only when first used: {name: (module, attribute)}.
-_LAZY: dict[str, tuple[str, str]] = {}
+_LAZY: dict[str, tuple[str, str]] = {
+    "predict_row": ("._run.envelope", "predict_row"),
+}
 
 __all__ = [
     "ALL_CATEGORIES",

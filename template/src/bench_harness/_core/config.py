@@ -68,6 +68,7 @@ class BenchConfig:
     versioning: str
     dvc_remote: str
     run: RunSettings = field(default_factory=RunSettings)
+    ground_truth: str = "label"  # the item field holding the expected answer ([data] ground_truth)
 
     def for_dev(self) -> BenchConfig:
         """The same benchmark pointed at the development database."""
@@ -100,4 +101,5 @@ def load_config(root: Path | None = None) -> BenchConfig:
         versioning=versioning.get("level", "minimal"),
         dvc_remote=versioning.get("dvc_remote", ""),
         run=run,
+        ground_truth=data.get("ground_truth", "label"),
     )

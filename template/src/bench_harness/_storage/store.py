@@ -458,7 +458,9 @@ class RunRecorder:
         ).fetchone()
         return found is not None
 
-    def copy_cache_hits(self, wanted: Sequence[str]) -> list[int]:
+    def copy_cache_hits(
+        self, wanted: Sequence[str], segment_names: Sequence[str] = (), segments: Sequence[tuple] | None = None
+    ) -> list[int]:
         """Log the tasks an earlier run computed without error as cache hits; return their positions.
 
         `wanted` holds each task's cache_key (it names the configuration, the code version and
@@ -466,6 +468,10 @@ class RunRecorder:
         come from the cache's index in one query; each task whose key is there is copied from the
         oldest such row, with this run's shared columns, `cache` = the track_id that computed it
         and no function_time, by one INSERT ... SELECT over the row ids (passed as one JSON array).
+
+        `segments` (aligned with `wanted`) are each task's values of `segment_names`, computed from
+        its item now: a copy whose cached row has no value for one (a segmentation added since)
+        gets it, in the same statement. Segmentations without any value cost nothing.
         """
         table = quote(self.table)
         if not wanted or not self.has_cached_rows():
@@ -480,16 +486,44 @@ class RunRecorder:
         if not matches:
             return []
         self._add_columns({}, {})  # a shared column new to the table (e.g. a new metadata key)
+        filled = self._segments_with_values(matches, segment_names, segments)
         sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
         sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
         sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
-        rowids = json.dumps([rowid for _, rowid in matches])
+        if filled:
+            for position, name in enumerate(filled, start=1):
+                sources[name] = f"COALESCE(t.{quote(name)}, json_extract(j.value, '$[{position}]'))"
+            payload = json.dumps(
+                [[rowid, *(segments[task][column] for column in filled.values())] for task, rowid in matches],
+                default=str,
+            )
+            rowid_of = "json_extract(j.value, '$[0]')"
+        else:
+            payload, rowid_of = json.dumps([rowid for _, rowid in matches]), "j.value"
         with self.store.transaction():
             # In the order of the array (json_each is the outer loop): the tasks' order.
             conn.execute(
                 f"INSERT INTO {table} ({', '.join(map(quote, sources))}) SELECT {', '.join(sources.values())} "
-                f"FROM json_each(?) j JOIN {table} t ON t.rowid = j.value "
+                f"FROM json_each(?) j JOIN {table} t ON t.rowid = {rowid_of} "
                 f"JOIN temp.run_shared r ON r.config_id = t.config_id",
-                (timestamp(), rowids),
+                (timestamp(), payload),
             )
         return [position for position, _ in matches]
+
+    def _segments_with_values(
+        self, matches: list[tuple[int, int]], names: Sequence[str], segments: Sequence[tuple] | None
+    ) -> dict[str, int]:
+        """{segmentation: its index in a task's values} for those some matched task has a value of.
+
+        A segmentation new to the table gets its column here, typed by its first value.
+        """
+        if not names or segments is None:
+            return {}
+        filled: dict[str, int] = {}
+        examples: dict[str, Any] = {}
+        for column, name in enumerate(names):
+            example = next((segments[task][column] for task, _ in matches if segments[task][column] is not None), None)
+            if example is not None:
+                filled[name], examples[name] = column, example
+        self.store.add_columns(self.table, examples)
+        return filled
