@@ -231,13 +231,11 @@ def test_a_nan_prediction_is_not_counted_as_a_wrong_answer(toy: Path) -> None:
     assert accuracy(metric) == 1.0, "the NaN row is an error, not a wrong answer"
 
 
-def test_the_envelope_makes_values_json_able() -> None:
-    import sys
-
+def test_the_envelope_makes_values_json_able(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
     import toy
 
-    sys.path.insert(0, str(toy.HARNESS_SRC))
+    monkeypatch.syspath_prepend(str(toy.HARNESS_SRC))
     from bench_harness._run.envelope import json_row
 
     row = json_row({"prediction": np.float32(0.5), "raw_response": {"a": np.arange(2)}, "x": float("-inf")})
@@ -310,3 +308,21 @@ def test_a_segmentation_no_item_has_leaves_cache_hits_as_they_are(toy: Path) -> 
     set_segmentations(toy, ["missing_field"])
     assert run("t2").cache_hits == 24
     assert {row.get("missing_field") for row in rows(toy, "t2")} == {None}
+
+
+def test_minilm_files_are_checked_against_the_published_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import toy
+
+    monkeypatch.syspath_prepend(str(toy.HARNESS_SRC))
+    from bench_harness import BenchmarkError
+    from bench_harness._clients import minilm
+
+    for name in minilm.SHA256:
+        (tmp_path / name).write_text("not the model")
+    with pytest.raises(BenchmarkError, match="sha256 .* not the published model's .* uv sync --reinstall-package"):
+        minilm.verify_files(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    good = {name: minilm.sha256_of(tmp_path / name) for name in ("model.safetensors", "config.json")}
+    minilm.verify_files(tmp_path, good)  # the right bytes pass
+    with pytest.raises(BenchmarkError, match="missing"):
+        minilm.verify_files(tmp_path, {**good, "tokenizer.json": "0" * 64})

@@ -38,6 +38,8 @@ from ._core.segments import input_length, segment_fields
 # Names whose module is imported only when first used: {name: (module, attribute)}.
 _LAZY: dict[str, tuple[str, str]] = {
     "predict_row": ("._run.envelope", "predict_row"),
+    "MiniLM": ("._clients.minilm", "MiniLM"),
+    "load_minilm": ("._clients.minilm", "load_minilm"),
 }
 
 __all__ = [
