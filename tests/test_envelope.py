@@ -76,17 +76,18 @@ def test_predict_row_is_exactly_the_recorded_row(toy: Path) -> None:
     recorded = rows(toy)[0]
     row = predict_row(items()[0], grid()[0])
     assert set(NEW_STYLE_COLUMNS) <= set(row)
-    assert {k: v for k, v in row.items() if k != "latency"} == {
-        k: recorded[k] for k in row if k != "latency"
-    }
+    assert {k: v for k, v in row.items() if k != "latency"} == {k: recorded[k] for k in row if k != "latency"}
     json.dumps(row)
 
 
 def test_predicts_own_latency_and_ground_truth_win(toy: Path) -> None:
-    use_predict(toy, '''
+    use_predict(
+        toy,
+        """
         def predict(item, params):
             return {"prediction": 1, "raw_response": "r", "latency": 123.0, "ground_truth": "own", "tokens": 7}
-    ''')
+    """,
+    )
     row = rows(toy) if run() else None
     assert {(r["latency"], r["ground_truth"], r["tokens"]) for r in row} == {(123.0, "own", 7)}
 
@@ -109,13 +110,16 @@ def test_ground_truth_comes_from_the_configured_field(toy: Path) -> None:
     ],
 )
 def test_an_exception_becomes_a_classified_error_row_with_its_traceback(toy: Path, raised: str, category: str) -> None:
-    use_predict(toy, f'''
+    use_predict(
+        toy,
+        f"""
         import json
         from bench_harness import CLIENT_ERROR, BenchmarkError
 
         def predict(item, params):
             raise {raised}
-    ''')
+    """,
+    )
     summary = run()
     recorded = rows(toy)
     assert summary.errors == len(recorded) == 24 and summary.retries == 0, "not transient: never retried"
@@ -127,23 +131,29 @@ def test_an_exception_becomes_a_classified_error_row_with_its_traceback(toy: Pat
 
 
 def test_a_transient_error_is_retried_then_recorded(toy: Path) -> None:
-    use_predict(toy, '''
+    use_predict(
+        toy,
+        """
         def predict(item, params):
             raise TimeoutError("slow server")
-    ''')
+    """,
+    )
     summary = run(limit=2)
     assert summary.retries == 2 * 2 * 2, "max_retries=2 per task, 4 tasks"
     assert {(r["error_type"], r["retry_count"]) for r in rows(toy)} == {("API_TIMEOUT", 2)}
 
 
 def test_a_failing_predict_keeps_its_partial_output(toy: Path) -> None:
-    use_predict(toy, '''
+    use_predict(
+        toy,
+        """
         from bench_harness import PARSE_ERROR, BenchmarkError
 
         def predict(item, params):
             raise BenchmarkError("no answer in the reply", PARSE_ERROR, raw_response="I think... maybe",
                                  tokens=42, finish_reason="length")
-    ''')
+    """,
+    )
     run(limit=1)
     for row in rows(toy):
         assert row["error_type"] == "PARSE_ERROR" and row["error"] == "BenchmarkError: no answer in the reply"
@@ -151,7 +161,9 @@ def test_a_failing_predict_keeps_its_partial_output(toy: Path) -> None:
 
 
 def test_old_style_full_rows_are_recorded_unchanged_with_segments_filled(toy: Path) -> None:
-    use_predict(toy, '''
+    use_predict(
+        toy,
+        """
         def predict(item, params):
             failed = item["input_id"] == 3
             return {
@@ -164,7 +176,8 @@ def test_old_style_full_rows_are_recorded_unchanged_with_segments_filled(toy: Pa
                 "error_type": "INVALID_VALUE" if failed else None,
                 "extra": "kept",
             }
-    ''')
+    """,
+    )
     run()
     by_item = {item["input_id"]: item for item in items()}
     for row in rows(toy):
@@ -176,7 +189,7 @@ def test_old_style_full_rows_are_recorded_unchanged_with_segments_filled(toy: Pa
         )
 
 
-VALUES_PREDICT = '''
+VALUES_PREDICT = """
     import math
 
     import numpy as np
@@ -197,7 +210,7 @@ VALUES_PREDICT = '''
     def predict(item, params):
         prediction = VALUES.get(item["input_id"], 1)
         return {"prediction": prediction, "raw_response": "raw", "probability": math.nan, "scores": np.ones(2)}
-'''
+"""
 
 
 def test_values_json_cannot_hold_become_invalid_value_errors(toy: Path) -> None:
@@ -209,7 +222,9 @@ def test_values_json_cannot_hold_become_invalid_value_errors(toy: Path) -> None:
         assert row["error_type"] == "INVALID_VALUE", f"{shown} must not be counted as an answer"
         assert row["prediction"] is None and shown in row["error"]
         assert row["raw_response"] == "raw", "the raw output is kept"
-    assert recorded[1]["error"].startswith("InvalidValue: predict() returned what JSON cannot store: prediction is a set")
+    assert recorded[1]["error"].startswith(
+        "InvalidValue: predict() returned what JSON cannot store: prediction is a set"
+    )
     assert recorded[4]["prediction"] == 1 and recorded[4]["error"] is None, "numpy scalar stored as a number"
     assert json.loads(recorded[5]["prediction"]) == [1, "a"], "a tuple is stored as explicit JSON"
     assert json.loads(recorded[6]["prediction"]) == [0.5, 0.25]
@@ -221,10 +236,13 @@ def test_values_json_cannot_hold_become_invalid_value_errors(toy: Path) -> None:
 def test_a_nan_prediction_is_not_counted_as_a_wrong_answer(toy: Path) -> None:
     from bench_harness._results.metrics import MetricInput, accuracy
 
-    use_predict(toy, '''
+    use_predict(
+        toy,
+        """
         def predict(item, params):
             return {"prediction": float("nan") if item["input_id"] == 0 else item["label"], "raw_response": ""}
-    ''')
+    """,
+    )
     run()
     recorded = [row for row in rows(toy) if row["params_model_name"] == "parity"]
     metric = MetricInput(recorded, [r["prediction"] for r in recorded], [r["ground_truth"] for r in recorded])
@@ -245,12 +263,15 @@ def test_the_envelope_makes_values_json_able(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_result_that_cannot_be_pickled_under_processes_is_an_error_row(toy: Path) -> None:
-    use_predict(toy, '''
+    use_predict(
+        toy,
+        """
         import threading
 
         def predict(item, params):
             return {"prediction": item["x"] % 2, "raw_response": "r", "lock": threading.Lock()}
-    ''')
+    """,
+    )
     summary = run(executor="processes", workers=2)
     recorded = rows(toy)
     assert summary.computed == len(recorded) == 24, "the run completes: every row recorded"
@@ -292,10 +313,13 @@ def test_a_segmentation_added_later_reaches_cached_rows(toy: Path) -> None:
 
 
 def test_cache_hits_keep_segment_values_predict_returned(toy: Path) -> None:
-    use_predict(toy, '''
+    use_predict(
+        toy,
+        """
         def predict(item, params):
             return {"prediction": 0, "raw_response": "", "difficulty": "from-predict"}
-    ''')
+    """,
+    )
     run("t1")
     again = run("t2")
     assert again.cache_hits == 24
