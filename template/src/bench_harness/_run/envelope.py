@@ -40,7 +40,7 @@ from .._core.segments import input_length
 TRACEBACK_CHARS = 4000  # the end of the traceback: where the error was raised
 REPR_CHARS = 300  # of a value JSON cannot hold, in the error message and raw_response
 _PLAIN = frozenset({str, int, bool, type(None)})  # stored as they are (float: when finite)
-_PLAIN_OR_FLOAT = _PLAIN | {float}
+_FLOAT_ONLY = {float}
 
 
 class InvalidValue(Exception):
@@ -73,22 +73,26 @@ class Envelope:
                 raise TypeError(f"predict() must return a dict, got {type(result).__name__}")
         except Exception as exc:  # noqa: BLE001 - errors are data: one bad item never stops the run
             return self.error_row(item, params, exc, time.perf_counter() - started), retry_after_of(exc)
-        # base()'s columns, written out: this runs once per task, and a call costs a microsecond.
-        row = {
-            "input_id": item.get("input_id"),
-            "prediction": None,
-            "raw_response": None,
-            "ground_truth": item.get(self.ground_truth),
-            "latency": elapsed,
-            "error": None,
-            "error_type": None,
-            **result,
-        }
-        retry_after = row.pop("retry_after", None)
+        if "input_id" in result and "error" in result:  # an old-style full row: recorded as it is
+            row = result
+        else:  # base()'s columns, written out: this runs once per task, and a call costs a microsecond
+            row = {
+                "input_id": item.get("input_id"),
+                "prediction": None,
+                "raw_response": None,
+                "ground_truth": item.get(self.ground_truth),
+                "latency": elapsed,
+                "error": None,
+                "error_type": None,
+                **result,
+            }
+        retry_after = row.pop("retry_after", None) if "retry_after" in row else None
         if row["error"] and not row["error_type"]:
             row["error_type"] = UNKNOWN
-        if self.segmentations:
-            self.add_segments(row, item, params)
+        names = self._item_segments.get(type(params))
+        for name in self.item_segments(params) if names is None else names:
+            if row.get(name) is None:
+                row[name] = item.get(name) if name != "input_length" else segment_value(item, name)
         return json_row(row), retry_after
 
     def base(self, item: dict[str, Any], elapsed: float | None) -> dict[str, Any]:
@@ -144,11 +148,10 @@ def segment_values(items: list[dict[str, Any]], names: tuple[str, ...]) -> list[
 
 def json_row(row: dict[str, Any]) -> dict[str, Any]:
     """`row` with every value SQLite and JSON can hold; an INVALID_VALUE error row when one cannot be."""
-    values = row.values()
-    types = set(map(type, values))  # the usual case: plain values and finite floats
+    unusual = [v for v in row.values() if type(v) not in _PLAIN]  # the usual case: only finite floats
     # A sum of floats is finite only when each one is (NaN and infinities propagate; an overflow
     # only sends a valid row down the slow path).
-    if types <= _PLAIN_OR_FLOAT and (float not in types or math.isfinite(sum([v for v in values if type(v) is float]))):
+    if not unusual or (set(map(type, unusual)) == _FLOAT_ONLY and math.isfinite(sum(unusual))):
         return row
     failed = bool(row.get("error"))
     invalid: dict[str, str] = {}
