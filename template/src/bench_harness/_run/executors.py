@@ -48,8 +48,13 @@ class Task(NamedTuple):
     params: Any
 
 
-def execute_task(envelope: Envelope, task: Task, policy: RetryPolicy) -> tuple[int, dict]:
-    """Run predict() through its envelope with retries; returns (task index, recorded row). Never raises."""
+def execute_task(envelope: Envelope | Callable, task: Task, policy: RetryPolicy) -> tuple[int, dict]:
+    """Run predict() through its envelope with retries; returns (task index, recorded row). Never raises.
+
+    A bare predict function is wrapped in a default envelope (ground truth from `label`, no segments).
+    """
+    if not isinstance(envelope, Envelope):
+        envelope = Envelope(envelope)
     index, item, params = task
     attempt = 0
     while True:
