@@ -350,3 +350,27 @@ def test_minilm_files_are_checked_against_the_published_sha256(tmp_path: Path, m
     minilm.verify_files(tmp_path, good)  # the right bytes pass
     with pytest.raises(BenchmarkError, match="missing"):
         minilm.verify_files(tmp_path, {**good, "tokenizer.json": "0" * 64})
+
+
+def test_retry_after_from_an_exception_or_a_returned_row_is_honoured_not_recorded(toy: Path) -> None:
+    use_predict(
+        toy,
+        """
+        from bench_harness import RATE_LIMIT, BenchmarkError
+
+        CALLS = {}
+
+        def predict(item, params):
+            key = (item["input_id"], params.model_name)
+            CALLS[key] = CALLS.get(key, 0) + 1
+            if CALLS[key] == 1:
+                raise BenchmarkError("slow down", RATE_LIMIT, retry_after=0.0)
+            if CALLS[key] == 2:
+                return {"input_id": item["input_id"], "error": "429", "error_type": RATE_LIMIT, "retry_after": 0.0}
+            return {"prediction": 1, "raw_response": "ok"}
+        """,
+    )
+    summary = run(limit=2)
+    recorded = rows(toy)
+    assert summary.errors == 0 and {row["retry_count"] for row in recorded} == {2}
+    assert "retry_after" not in recorded[0]
