@@ -1,9 +1,9 @@
 """predict(): one prediction of one configuration on one item. YOURS: edit freely.
 
-The guide's single-execution function: stateless, never raises for a bad item, measures its own
-latency, and keeps the raw output (every class probability) so scoring can change later without
-re-running. The harness calls it once per (item, configuration) and records the returned dict as
-one row of the predictions table.
+Return the prediction and the raw output (here every class probability, so scoring can change
+later without re-running), or raise: the harness records the row, adding input_id, the ground
+truth, the latency, the error and its category, and the segmentation fields. Check a row as the
+harness records it with `bench_harness.predict_row(item, params)`.
 
 Editing this file invalidates the cached results of every configuration (the cache key includes
 a digest of this file), unless you pin PREDICT_VERSION and bump it yourself.
@@ -11,7 +11,6 @@ a digest of this file), unless you pin PREDICT_VERSION and bump it yourself.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import lru_cache
 from typing import Any
@@ -23,9 +22,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from bench_harness import INVALID_VALUE, MISSING_FIELD, BenchmarkError
+
 from .data import FEATURES, load_training_set
-from bench_harness import INVALID_VALUE, MISSING_FIELD, BenchmarkError, classify_exception, describe
-from bench_harness import segment_fields
 from .params import Params
 
 # None: the cache key uses a digest of this file. A string: the cache key uses it instead.
@@ -47,8 +46,7 @@ def make_model(params: Params) -> Any:
 @lru_cache(maxsize=32)
 def fitted_model(params: Params) -> Any:
     """Fit once per configuration per process (the training split never changes within a run)."""
-    features, labels = load_training_set()
-    return make_model(params).fit(features, labels)
+    return make_model(params).fit(*load_training_set())
 
 
 def feature_vector(item: dict[str, Any]) -> np.ndarray:
@@ -65,32 +63,20 @@ def feature_vector(item: dict[str, Any]) -> np.ndarray:
 
 
 def predict(item: dict[str, Any], params: Params) -> dict[str, Any]:
-    """Classify one item; every failure becomes an error row that keeps whatever was produced."""
-    row: dict[str, Any] = {
-        "input_id": item.get("input_id"),
-        "prediction": None,
-        "raw_response": None,
-        "ground_truth": item.get("label"),
-        "latency": None,
-        "error": None,
-        "error_type": None,
-        **segment_fields(item, params=params),
+    """Classify one item: the most probable class, with every class's probability as raw output."""
+    model = fitted_model(params)  # fitted on the first call: not part of the latency below
+    features = feature_vector(item)
+    started = time.perf_counter()
+    probabilities = model.predict_proba(features)[0]
+    latency = time.perf_counter() - started
+    classes = [int(c) for c in model.classes_]
+    raw = {"classes": classes, "probabilities": probabilities.tolist()}
+    if hasattr(model, "decision_function"):
+        raw["logits"] = np.ravel(model.decision_function(features)).tolist()
+    return {
+        "prediction": classes[int(probabilities.argmax())],
+        "raw_response": raw,  # stored as JSON text
+        "latency": latency,
+        "raw_probabilities": raw["probabilities"],
+        "predicted_prob": float(probabilities.max()),
     }
-    try:
-        model = fitted_model(params)
-        features = feature_vector(item)
-        started = time.perf_counter()
-        probabilities = model.predict_proba(features)[0]
-        row["latency"] = time.perf_counter() - started
-        classes = [int(c) for c in model.classes_]
-        raw = {"classes": classes, "probabilities": [float(p) for p in probabilities]}
-        if hasattr(model, "decision_function"):
-            raw["logits"] = np.ravel(model.decision_function(features)).astype(float).tolist()
-        row["raw_response"] = json.dumps(raw)
-        row["raw_probabilities"] = raw["probabilities"]
-        row["predicted_prob"] = float(probabilities.max())
-        row["prediction"] = classes[int(probabilities.argmax())]
-    except Exception as exc:  # noqa: BLE001 - errors are data: record them, never stop the run
-        row["error"] = describe(exc)
-        row["error_type"] = classify_exception(exc)
-    return row

@@ -6,7 +6,9 @@ underscored sub-packages may move in any release, this list of names does not.
 
     from bench_harness import BenchmarkError, INVALID_VALUE, dataset
 
-Heavy parts (the HTTP clients, the local stand-in servers, the embedding model) load on first use.
+`predict_row(item, params)` returns the row the harness records for one call of your predict()
+(for your tests). Heavy parts (the HTTP clients, the local stand-in servers, the embedding model
+`load_minilm`) load on first use.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "service_work": ("._clients.load_server", "handle"),
     # secrets: what every stored message goes through
     "redact": ("._core.secrets", "redact"),
+    # the row as the harness records it; the embedding model (embeddings kind)
+    "predict_row": ("._run.envelope", "predict_row"),
+    "MiniLM": ("._clients.minilm", "MiniLM"),
+    "load_minilm": ("._clients.minilm", "load_minilm"),
 }
 
 __all__ = [

@@ -76,6 +76,7 @@ class BenchConfig:
     # (_results/metrics.yml `correctness`) and the report's headline measure ("accuracy" or "mae").
     correct: str = "equal"
     quality: str = "accuracy"
+    ground_truth: str = "label"  # the item field holding the expected answer ([data] ground_truth)
 
     def for_dev(self) -> BenchConfig:
         """The same benchmark pointed at the development database."""
@@ -110,4 +111,5 @@ def load_config(root: Path | None = None) -> BenchConfig:
         run=run,
         correct=analysis.get("correct") or LEGACY_SCORING.get(project.get("kind"), ("equal", ""))[0],
         quality=analysis.get("quality") or LEGACY_SCORING.get(project.get("kind"), ("", "accuracy"))[1],
+        ground_truth=data.get("ground_truth", "label"),
     )

@@ -1,15 +1,15 @@
 """Error categories, following the guide: errors are data, recorded per row, never a crash.
 
-Template-owned. `predict()` catches its own exceptions and returns `error`/`error_type`;
-`classify_exception` gives it the category. Transient categories are retried by the runner
-with exponential backoff and jitter, and are never cached.
+Template-owned. `predict()` raises on failure (a `BenchmarkError` when it knows the category);
+the harness's row envelope (`_run/envelope.py`) records the message, the category from
+`classify_exception` and the traceback. Transient categories are retried by the runner with
+exponential backoff and jitter, and are never cached.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import traceback
 from typing import Any
 
 API_TIMEOUT = "API_TIMEOUT"
@@ -117,18 +117,3 @@ def retry_after_of(exc: BaseException) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def crash_row(item: object, exc: BaseException) -> dict:
-    """The row recorded when predict() itself raised (a contract breach, still not a crash)."""
-    input_id = item.get("input_id") if isinstance(item, dict) else None
-    return {
-        "input_id": input_id,
-        "prediction": None,
-        "raw_response": None,
-        "ground_truth": item.get("label") if isinstance(item, dict) else None,
-        "latency": None,
-        "error": describe(exc),
-        "error_type": classify_exception(exc),
-        "traceback": "".join(traceback.format_exception(exc))[-4000:],
-    }

@@ -1,9 +1,11 @@
 """Segmentation fields: the dimensions you planned to slice results by (benchmark.toml).
 
-Template-owned. predict() returns `segment_fields(item)` with its result, so every prediction
-row carries them. A segmentation that is a parameter (model_name, temperature, ...) is already a
-`params_<name>` column and is not repeated; `input_length` is computed from the item's text when
-the item does not carry it.
+Template-owned. The harness's row envelope (_run/envelope.py) adds them to every prediction row,
+computed from the item, and to cache hits when they are copied (so a segmentation added by
+`copier update` reaches cached rows without recomputing). predict() need not return them; an
+old-style predict() that returns `segment_fields(item)` itself keeps working. A segmentation that
+is a parameter (model_name, temperature, ...) is already a `params_<name>` column and is not
+repeated; `input_length` is computed from the item's text when the item does not carry it.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Template-owned. Workers only compute; the main process is the single writer (runner.py). So
 every executor works with both engines, and nothing but the main process opens the database.
 
-Each task is executed by `execute_task`, which measures the call, retries transient errors with
-exponential backoff and full jitter (honouring a server's Retry-After), and turns an exception
-that escaped predict() into an error row instead of a crash.
+Each task is executed by `execute_task`: the row envelope (envelope.py) turns the call of
+predict() into the recorded row (an exception into an error row, never a crash), and transient
+errors are retried with exponential backoff and full jitter (honouring a server's Retry-After).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .._core.errors import crash_row, is_transient, retry_after_of
+from .._core.errors import is_transient
+from .envelope import Envelope
 
 EXECUTORS = ("serial", "threads", "processes", "dask")
 
@@ -47,22 +48,20 @@ class Task(NamedTuple):
     params: Any
 
 
-def execute_task(predict: Callable[[dict, Any], dict], task: Task, policy: RetryPolicy) -> tuple[int, dict]:
-    """Run predict() with retries; returns (task index, result row). Never raises."""
+def execute_task(envelope: Envelope | Callable, task: Task, policy: RetryPolicy) -> tuple[int, dict]:
+    """Run predict() through its envelope with retries; returns (task index, recorded row). Never raises.
+
+    A bare predict function is wrapped in a default envelope (ground truth from `label`, no segments).
+    """
+    if not isinstance(envelope, Envelope):
+        envelope = Envelope(envelope)
     index, item, params = task
     attempt = 0
     while True:
         started = time.perf_counter()
-        try:
-            result = predict(item, params)
-            if not isinstance(result, dict):
-                raise TypeError(f"predict() must return a dict, got {type(result).__name__}")
-            retry_after = result.pop("retry_after", None)
-        except Exception as exc:  # noqa: BLE001 - a bad item must not stop the run
-            result = crash_row(item, exc)
-            retry_after = retry_after_of(exc)
+        result, retry_after = envelope.call(item, params)
         elapsed = time.perf_counter() - started
-        if result.get("error") and is_transient(result.get("error_type")) and attempt < policy.max_retries:
+        if result["error"] and is_transient(result["error_type"]) and attempt < policy.max_retries:
             time.sleep(policy.delay(attempt, retry_after))
             attempt += 1
             continue
@@ -71,8 +70,8 @@ def execute_task(predict: Callable[[dict, Any], dict], task: Task, policy: Retry
         return index, result
 
 
-def _execute_chunk(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy) -> list[tuple[int, dict]]:
-    return [execute_task(predict, t, policy) for t in tasks]
+def _execute_chunk(envelope: Envelope, tasks: Sequence[Task], policy: RetryPolicy) -> list[tuple[int, dict]]:
+    return [execute_task(envelope, t, policy) for t in tasks]
 
 
 def _chunks(tasks: Sequence[Task], size: int) -> Iterator[Sequence[Task]]:
@@ -80,20 +79,20 @@ def _chunks(tasks: Sequence[Task], size: int) -> Iterator[Sequence[Task]]:
         yield tasks[start : start + size]
 
 
-def run_serial(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, **_: Any) -> Iterator[tuple[int, dict]]:
+def run_serial(envelope: Envelope, tasks: Sequence[Task], policy: RetryPolicy, **_: Any) -> Iterator[tuple[int, dict]]:
     for task in tasks:
-        yield execute_task(predict, task, policy)
+        yield execute_task(envelope, task, policy)
 
 
 def _run_pool(
-    pool: Executor, predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, chunk: int, in_flight: int
+    pool: Executor, envelope: Envelope, tasks: Sequence[Task], policy: RetryPolicy, chunk: int, in_flight: int
 ) -> Iterator[tuple[int, dict]]:
     """Submit chunks with a bounded number in flight; yield results as they complete."""
     pending: set[Future] = set()
     chunks = _chunks(tasks, chunk)
     try:
         for part in chunks:
-            pending.add(pool.submit(_execute_chunk, predict, part, policy))
+            pending.add(pool.submit(_execute_chunk, envelope, part, policy))
             if len(pending) >= in_flight:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -107,21 +106,21 @@ def _run_pool(
             future.cancel()
 
 
-def run_threads(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, workers: int = 8, **_: Any):
+def run_threads(envelope: Envelope, tasks: Sequence[Task], policy: RetryPolicy, workers: int = 8, **_: Any):
     """I/O-bound work (API calls): `workers` is the concurrency limit."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict") as pool:
-        yield from _run_pool(pool, predict, tasks, policy, chunk=1, in_flight=workers * 2)
+        yield from _run_pool(pool, envelope, tasks, policy, chunk=1, in_flight=workers * 2)
 
 
-def run_processes(predict: Callable, tasks: Sequence[Task], policy: RetryPolicy, workers: int = 2, **_: Any):
+def run_processes(envelope: Envelope, tasks: Sequence[Task], policy: RetryPolicy, workers: int = 2, **_: Any):
     """CPU-bound work: chunks amortise the pickling between processes."""
     chunk = max(1, min(256, len(tasks) // (workers * 8) or 1))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from _run_pool(pool, predict, tasks, policy, chunk=chunk, in_flight=workers * 4)
+        yield from _run_pool(pool, envelope, tasks, policy, chunk=chunk, in_flight=workers * 4)
 
 
 def run_dask(
-    predict: Callable,
+    envelope: Envelope,
     tasks: Sequence[Task],
     policy: RetryPolicy,
     workers: int = 2,
@@ -141,7 +140,7 @@ def run_dask(
         client = Client(cluster)
     try:
         chunk = max(1, min(256, len(tasks) // (workers * 8) or 1))
-        futures = [client.submit(_execute_chunk, predict, part, policy, pure=False) for part in _chunks(tasks, chunk)]
+        futures = [client.submit(_execute_chunk, envelope, part, policy, pure=False) for part in _chunks(tasks, chunk)]
         for future in as_completed(futures):
             yield from future.result()
     finally:

@@ -5,9 +5,11 @@ Template-owned. For each run:
 1. expand the grid of configurations over the items, and key every task (keys.py); refuse,
    saying how many and why, when a release invalidated recorded results (unless recompute_stale);
 2. skip tasks this experiment version already recorded (resume after a crash or a kill);
-3. log cache hits from earlier runs in one SQL statement (no predict() call);
-4. compute the rest with the chosen executor, and record the results from this process only,
-   in batches (a kill loses the batch not yet written, which the next run computes again);
+3. log cache hits from earlier runs in one SQL statement (no predict() call), with the
+   segmentation fields computed from the items now (a segmentation added since is filled in);
+4. compute the rest with the chosen executor, each call wrapped in the row envelope
+   (envelope.py), and record the results from this process only, in batches (a kill loses the
+   batch not yet written, which the next run computes again);
 5. stop early when the error rate passes the configured threshold.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 from .._core import env
 from .._core.config import BenchConfig
 from .._core.datafiles import check_items
+from .._run.envelope import Envelope, segment_values
 from .._run.executors import RetryPolicy, Task, get_executor
 from .._run.monitor import SystemMonitor
 from .._run.progress import Progress
@@ -176,7 +179,7 @@ def run(
     """Run the benchmark described by `cfg` and record every prediction."""
     options = options or RunOptions()
     params_mod, predict_mod, data_mod = user_modules()
-    predict_fn = predict_fn or predict_mod.predict
+    envelope = Envelope(predict_fn or predict_mod.predict, cfg.ground_truth, cfg.segmentations)
     started = time.perf_counter()
 
     phase = options.phase
@@ -210,8 +213,8 @@ def run(
         if progress:
             progress.skip(summary.resumed)
         if use_cache:
-            todo = _log_cache_hits(recorder, plan, todo, summary, progress)
-        _compute(cfg, options, recorder, plan, todo, predict_fn, summary, progress)
+            todo = _log_cache_hits(recorder, plan, todo, summary, progress, envelope)
+        _compute(cfg, options, recorder, plan, todo, envelope, summary, progress)
         if progress:
             progress.close()
     summary.seconds = time.perf_counter() - started
@@ -219,11 +222,27 @@ def run(
 
 
 def _log_cache_hits(
-    recorder: RunRecorder, plan: Plan, todo: list[int], summary: RunSummary, progress: Progress | None
+    recorder: RunRecorder,
+    plan: Plan,
+    todo: list[int],
+    summary: RunSummary,
+    progress: Progress | None,
+    envelope: Envelope,
 ) -> list[int]:
-    """Record the tasks an earlier run computed without error as cache hits; return the others."""
-    wanted = plan.identities if len(todo) == len(plan) else [plan.identities[index] for index in todo]
-    hits = recorder.copy_cache_hits(wanted, plan.key_prefixes)
+    """Record the tasks an earlier run computed without error as cache hits; return the others.
+
+    The copies get the item segmentations' values computed from the items now, where the cached
+    row has none (a segmentation added by `copier update` since it was computed).
+    """
+    every_task = len(todo) == len(plan)
+    wanted = plan.identities if every_task else [plan.identities[index] for index in todo]
+    names = envelope.item_segments(plan.configs[0]) if plan.configs else ()
+    segments = None
+    if names:
+        per_input = segment_values(plan.items, names)
+        n = len(plan.items)
+        segments = per_input * len(plan.configs) if every_task else [per_input[index % n] for index in todo]
+    hits = recorder.copy_cache_hits(wanted, plan.key_prefixes, names, segments)
     summary.cache_hits = len(hits)
     if progress:
         progress.skip(summary.cache_hits, cache_hits=summary.cache_hits)
@@ -370,7 +389,7 @@ def _compute(
     recorder: RunRecorder,
     plan: Plan,
     todo: list[int],
-    predict_fn: Callable,
+    envelope: Envelope,
     summary: RunSummary,
     progress: Progress | None,
 ) -> None:
@@ -391,7 +410,7 @@ def _compute(
             previous_handler = None
     batch = _Batch(recorder, run_settings.write_batch_size, run_settings.write_interval_seconds, monitor)
     results = executor(
-        predict_fn,
+        envelope,
         tasks,
         policy,
         workers=options.workers or run_settings.workers,

@@ -558,7 +558,13 @@ class RunRecorder:
         listed = ", ".join(str(int(version)) for version in keys.INVALIDATED)
         return f" AND coalesce(t.{quote(KEY_VERSION_COLUMN)}, {keys.LEGACY_KEY_VERSION}) NOT IN ({listed})"
 
-    def copy_cache_hits(self, wanted: Sequence[str], key_prefixes: dict[str, str] | None = None) -> list[int]:
+    def copy_cache_hits(
+        self,
+        wanted: Sequence[str],
+        key_prefixes: dict[str, str] | None = None,
+        segment_names: Sequence[str] = (),
+        segments: Sequence[tuple] | None = None,
+    ) -> list[int]:
         """Log the tasks an earlier run computed without error as cache hits; return their positions.
 
         `wanted` holds each task's identity (keys.identity: config_id + input_digest, the input's
@@ -568,6 +574,10 @@ class RunRecorder:
         from the oldest such row, with this run's shared columns, `cache` = the track_id that
         computed it, no function_time and (with `key_prefixes`: config_id -> keys.key_prefix) the
         cache_key of today's format, by one INSERT ... SELECT over the row ids (one JSON array).
+
+        `segments` (aligned with `wanted`) are each task's values of `segment_names`, computed from
+        its item now: a copy whose cached row has no value for one (a segmentation added since)
+        gets it, in the same statement. Segmentations without any value cost nothing.
         """
         table = quote(self.table)
         if not wanted or not self.has_cached_rows():
@@ -583,6 +593,7 @@ class RunRecorder:
         if not matches:
             return []
         self._add_columns({}, {})  # a shared column new to the table (e.g. a new metadata key)
+        filled = self._segments_with_values(matches, segment_names, segments)
         sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
         sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
         sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
@@ -593,13 +604,40 @@ class RunRecorder:
             conn.executemany("INSERT INTO temp.run_key_prefix VALUES (?, ?)", key_prefixes.items())
             prefixes = " JOIN temp.run_key_prefix k ON k.config_id = t.config_id"
             sources["cache_key"] = "k.prefix || t.input_digest"
-        rowids = json.dumps([rowid for _, rowid in matches])
+        if filled:
+            for position, name in enumerate(filled, start=1):
+                sources[name] = f"COALESCE(t.{quote(name)}, json_extract(j.value, '$[{position}]'))"
+            payload = json.dumps(
+                [[rowid, *(segments[task][column] for column in filled.values())] for task, rowid in matches],
+                default=str,
+            )
+            rowid_of = "json_extract(j.value, '$[0]')"
+        else:
+            payload, rowid_of = json.dumps([rowid for _, rowid in matches]), "j.value"
         with self.store.transaction():
             # In the order of the array (json_each is the outer loop): the tasks' order.
             conn.execute(
                 f"INSERT INTO {table} ({', '.join(map(quote, sources))}) SELECT {', '.join(sources.values())} "
-                f"FROM json_each(?) j JOIN {table} t ON t.rowid = j.value "
+                f"FROM json_each(?) j JOIN {table} t ON t.rowid = {rowid_of} "
                 f"JOIN temp.run_shared r ON r.config_id = t.config_id{prefixes}",
-                (timestamp(), rowids),
+                (timestamp(), payload),
             )
         return [position for position, _ in matches]
+
+    def _segments_with_values(
+        self, matches: list[tuple[int, int]], names: Sequence[str], segments: Sequence[tuple] | None
+    ) -> dict[str, int]:
+        """{segmentation: its index in a task's values} for those some matched task has a value of.
+
+        A segmentation new to the table gets its column here, typed by its first value.
+        """
+        if not names or segments is None:
+            return {}
+        filled: dict[str, int] = {}
+        examples: dict[str, Any] = {}
+        for column, name in enumerate(names):
+            example = next((segments[task][column] for task, _ in matches if segments[task][column] is not None), None)
+            if example is not None:
+                filled[name], examples[name] = column, example
+        self.store.add_columns(self.table, examples)
+        return filled
