@@ -166,7 +166,7 @@ def py(project: Path, code: str, *args: str) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-BUILD_REPORT = f"""
+BUILD_REPORT = """
 import dataclasses, json, sys
 from pathlib import Path
 from bench_harness import _report as report
@@ -439,12 +439,12 @@ INSPECT_CASES = {
     "constant": "predicted_prob has no variation",
     "string_numbers": "latency: 19 numbers stored as strings",
 }
-INSPECT = f"""
+INSPECT = """
 import json, sys
 from pathlib import Path
 from bench_harness._checks.inspection import inspect
 import io
-print(json.dumps({{p: inspect(Path(p), "predictions", out=io.StringIO()) for p in sys.argv[1:]}}))
+print(json.dumps({p: inspect(Path(p), "predictions", out=io.StringIO()) for p in sys.argv[1:]}))
 """
 
 
@@ -557,7 +557,7 @@ def test_sql_shell_and_export(project: Path, report_data, tmp_path: Path) -> Non
 # -- make rescore ------------------------------------------------------------------------------
 
 
-RESCORE = f"""
+RESCORE = """
 import json, sys
 from pathlib import Path
 from bench_harness._results import rescore
@@ -567,10 +567,10 @@ cfg = load_config()
 parse = lambda row: json.loads(row["raw_response"])["answer"] if row.get("raw_response") else None
 done = rescore.rescore(cfg, Path(sys.argv[1]), parse=parse)
 data = report.build(cfg, Path(sys.argv[1]))
-print(json.dumps({{"done": {{k: v for k, v in done.items() if k != "metrics"}},
-                  "accuracy": {{m["config_id"]: m["accuracy"] for m in done["metrics"]}},
+print(json.dumps({"done": {k: v for k, v in done.items() if k != "metrics"},
+                  "accuracy": {m["config_id"]: m["accuracy"] for m in done["metrics"]},
                   "column": data.prediction_column,
-                  "report": {{c.config_id: c.accuracy for c in data.configs}}}}))
+                  "report": {c.config_id: c.accuracy for c in data.configs}}))
 """
 
 
@@ -613,14 +613,14 @@ def test_real_run_validates_and_reports(project: Path, tmp_path: Path) -> None:
     assert not (project / "reports").exists()
 
 
-CORRECT = f"""
+CORRECT = """
 import json, duckdb
 from bench_harness._report.model import correct_sql
 cases = [['["d3", "d1"]', '["d1", "d3"]', "top1_relevant"], ['["d2", "d1"]', '["d1"]', "top1_relevant"],
          ["1", "1.0", "equal"], ["A", " A ", "equal"], ["A", "B", "equal"], [None, "1", "equal"],
          ["[bad", "[x", "equal"]]
 con = duckdb.connect()
-print(json.dumps([con.execute("SELECT " + correct_sql("$p", "$t", r), {{"p": p, "t": t}}).fetchone()[0]
+print(json.dumps([con.execute("SELECT " + correct_sql("$p", "$t", r), {"p": p, "t": t}).fetchone()[0]
                   for p, t, r in cases]))
 """
 
@@ -644,7 +644,7 @@ def test_report_macro_f1_matches_sklearn(report_data) -> None:
     assert "precision_macro" not in by_label(data)["a"]["extra"]  # not chosen by the default answers
 
 
-BUILD_REGRESSION = f"""
+BUILD_REGRESSION = """
 import dataclasses, json, sys
 from pathlib import Path
 from bench_harness import _report as report

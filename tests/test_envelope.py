@@ -69,8 +69,9 @@ def test_every_envelope_column_is_added_by_the_harness(toy: Path) -> None:
 
 
 def test_predict_row_is_exactly_the_recorded_row(toy: Path) -> None:
-    from bench_harness import predict_row
     from toy_bench.params import grid
+
+    from bench_harness import predict_row
 
     run()
     recorded = rows(toy)[0]

@@ -51,8 +51,6 @@ def fitted_model(params: Params) -> Any:
 
 def feature_vector(item: dict[str, Any]) -> np.ndarray:
     """The item's features in training order; a missing or non-numeric one is a data error."""
-    if "_malformed" in item:
-        raise BenchmarkError(item["_malformed"], INVALID_VALUE)
     missing = [name for name in FEATURES if item.get(name) is None]
     if missing:
         raise BenchmarkError(f"missing feature(s): {', '.join(missing)}", MISSING_FIELD)

@@ -66,8 +66,6 @@ def corpus_index(params: Params) -> tuple[tuple[str, ...], np.ndarray]:
 
 def predict(item: dict[str, Any], params: Params) -> dict[str, Any]:
     """Rank the corpus for one query: the top document, with the ranking and its scores as raw output."""
-    if "_malformed" in item:
-        raise BenchmarkError(item["_malformed"], INVALID_VALUE)
     text = item.get("query")
     if not isinstance(text, str) or not text.strip():
         raise BenchmarkError("the item has no query text", MISSING_FIELD)

@@ -62,8 +62,6 @@ def build_messages(item: dict[str, Any], params: Params) -> list[dict[str, str]]
 
 def predict(item: dict[str, Any], params: Params) -> dict[str, Any]:
     """Ask one question; the answer is compared after normalisation (scoring.py)."""
-    if "_malformed" in item:
-        raise BenchmarkError(item["_malformed"], INVALID_VALUE)
     messages = build_messages(item, params)
     answer = chat_completion(
         params.model_name, messages, temperature=params.temperature, max_tokens=params.max_tokens

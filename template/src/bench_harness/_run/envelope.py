@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._core.errors import INVALID_VALUE, UNKNOWN, BenchmarkError, classify_exception, describe, retry_after_of
+from .._core.secrets import redact
 from .._core.segments import input_length
 
 TRACEBACK_CHARS = 4000  # the end of the traceback: where the error was raised
@@ -65,6 +66,8 @@ class Envelope:
 
     def call(self, item: dict[str, Any], params: Any) -> tuple[dict[str, Any], float | None]:
         """(row, seconds a server asked to wait before a retry, or None). Never raises."""
+        if "_malformed" in item:  # a data line that could not be read (datafiles): its own error row
+            return self.error_row(item, params, BenchmarkError(item["_malformed"], INVALID_VALUE), 0.0), None
         started = time.perf_counter()
         try:
             result = self.predict(item, params)
@@ -87,8 +90,9 @@ class Envelope:
                 **result,
             }
         retry_after = row.pop("retry_after", None) if "retry_after" in row else None
-        if row["error"] and not row["error_type"]:
-            row["error_type"] = UNKNOWN
+        if row["error"]:
+            row["error"] = redact(str(row["error"]))  # a key echoed by an endpoint never reaches storage
+            row["error_type"] = row["error_type"] or UNKNOWN
         names = self._item_segments.get(type(params))
         for name in self.item_segments(params) if names is None else names:
             if row.get(name) is None:
@@ -113,10 +117,10 @@ class Envelope:
         if isinstance(exc, BenchmarkError):
             row["raw_response"] = exc.raw_response
             row.update({k: v for k, v in exc.extras.items() if k not in row})
-        row["error"] = describe(exc)
+        row["error"] = redact(describe(exc))  # redacted before any truncation: no partial key survives
         row["error_type"] = classify_exception(exc)
         self.add_segments(row, item, params)
-        row["traceback"] = "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
+        row["traceback"] = redact("".join(traceback.format_exception(exc)))[-TRACEBACK_CHARS:]
         return json_row(row)
 
     def item_segments(self, params: Any) -> tuple[str, ...]:
