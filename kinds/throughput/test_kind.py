@@ -16,7 +16,7 @@ import pytest
 PACKAGE = tomllib.loads((Path(__file__).resolve().parents[1] / "benchmark.toml").read_text())["project"]["package"]
 predict_module = importlib.import_module(f"{PACKAGE}.predict")
 server_module = importlib.import_module(f"{PACKAGE}.local_server")
-errors = importlib.import_module("bench_harness._core.errors")
+errors = importlib.import_module("bench_harness")
 Params = importlib.import_module(f"{PACKAGE}.params").Params
 
 ITEM = {"input_id": "t-1", "text": "the quick brown fox jumps over the lazy dog the end", "requests": 30}
