@@ -84,6 +84,14 @@ def make(project: Path, *targets: str, check: bool = True, **env: str) -> subpro
     return run(project, "make", "--no-print-directory", *targets, check=check, **env)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs a project rendered with its tasks (git, uv sync: ~15 s, then subprocesses) is
+    `slow`, whether it asks for `rendered` itself or through a fixture: `make test-fast` skips it."""
+    for item in items:
+        if "rendered" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 class RenderCache:
     """Renders keyed by their answers, shared by the xdist workers of one session.
 

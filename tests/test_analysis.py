@@ -24,7 +24,7 @@ import pytest
 from conftest import TEMPLATE, make, run
 from scipy import stats as sps
 
-HARNESS = TEMPLATE / "template" / "src" / "{{ package_name }}" / "harness"
+HARNESS = TEMPLATE / "template" / "src" / "bench_harness" / "_results"
 PACKAGE = "my_benchmark"  # the default answers' package
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [

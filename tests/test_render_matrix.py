@@ -116,6 +116,7 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
     assert run(project, *git, "branch", "--show-current").stdout.strip() == "main"
 
 
+@pytest.mark.slow
 def test_the_demo_command_works_from_the_cli(tmp_path: Path) -> None:
     """Acceptance: `copier copy --trust --defaults <template> X && make -C X experiment`."""
     target = tmp_path / "X"

@@ -50,8 +50,10 @@ def test_the_layout_separates_user_code_from_the_harness(plain: Path) -> None:
     package = plain / "src" / "my_benchmark"
     for user_file in ("params.py", "predict.py", "data.py", "scoring.py"):
         assert (package / user_file).is_file()
-    for harness_file in ("runner.py", "store.py", "keys.py", "metrics.py", "cli.py", "config.py"):
-        assert (package / "harness" / harness_file).is_file()
+    assert not (package / "harness").exists(), "the harness is its own package, beside the user's"
+    harness = plain / "src" / "bench_harness"
+    for harness_file in ("__init__.py", "_run/runner.py", "_storage/store.py", "_cli/main.py", "_core/config.py"):
+        assert (harness / harness_file).is_file(), harness_file
     for top in ("benchmark.toml", "EXPERIMENT_PLAN.md", "Makefile", "harness.mk", "README.md", ".copier-answers.yml"):
         assert (plain / top).is_file(), top
 
