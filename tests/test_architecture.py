@@ -52,6 +52,9 @@ def module_name(path: Path, root: Path = HARNESS) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+PACKAGES = {module_name(path) for path in HARNESS.rglob("__init__.py")}
+
+
 def harness_sources(root: Path = HARNESS) -> dict[str, str]:
     """{module name: source} for every module of the harness under `root`."""
     return {module_name(path, root): path.read_text() for path in sorted(root.rglob("*.py"))}
@@ -91,12 +94,8 @@ def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
 
 
 def _is_package(name: str, known: set[str]) -> bool:
-    return (
-        name == PUBLIC
-        or any(other.startswith(name + ".") for other in known)
-        or name.count(".") == 1
-        and (name.split(".")[1] in LAYERS)
-    )
+    """A package's __init__ (relative imports resolve against the package itself)."""
+    return name in PACKAGES or any(other.startswith(name + ".") for other in known)
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -197,6 +196,10 @@ def private_harness_imports(source: str) -> list[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and not node.level:
             names = [node.module or ""]
+            if node.module == PUBLIC:  # from bench_harness import _report: a private sub-package
+                names = [f"{PUBLIC}.{alias.name}" for alias in node.names if alias.name.startswith("_")]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == PUBLIC:
+            names = [f"{PUBLIC}.{node.attr}"] if node.attr.startswith("_") else []
         elif (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
@@ -299,17 +302,18 @@ def test_the_public_module_importing_a_layer_above_core_is_found() -> None:
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "found"),
     [
-        "from bench_harness._core.errors import INVALID_VALUE",
-        "import bench_harness._core.errors",
-        "errors = __import__('importlib').import_module('bench_harness._core.errors')",
+        ("from bench_harness._core.errors import INVALID_VALUE", "bench_harness._core.errors"),
+        ("import bench_harness._core.errors", "bench_harness._core.errors"),
+        ("errors = __import__('importlib').import_module('bench_harness._core.errors')", "bench_harness._core.errors"),
+        ("from bench_harness import _core as errors", "bench_harness._core"),
+        ("errors = bench_harness._core.errors", "bench_harness._core"),
     ],
 )
-def test_a_user_file_importing_an_internal_module_is_found(line: str) -> None:
-    assert private_harness_imports(f"from bench_harness import dataset\n{line}\n") == [
-        f"line 2: {'bench_harness._core.errors'}"
-    ]
+def test_a_user_file_importing_an_internal_module_is_found(line: str, found: str) -> None:
+    source = f"import bench_harness\nfrom bench_harness import dataset\n{line}\n"
+    assert private_harness_imports(source) == [f"line 3: {found}"]
 
 
 def test_a_jinja_user_file_importing_an_internal_module_is_found() -> None:
