@@ -95,8 +95,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class RenderCache:
     """Renders keyed by their answers, shared by the xdist workers of one session.
 
-    The cache lives beside the workers' base temporary folders (`getbasetemp().parent`), which
-    pytest creates afresh for each session; a FileLock per key makes the first worker render and
+    The cache lives in the session's temporary folder (pytest-N, which holds the xdist workers'
+    folders), made afresh for each session; a FileLock per key makes the first worker render and
     the others wait for it. A render is `<key>/project` plus its siblings (the local DVC remote).
     """
 
@@ -161,7 +161,10 @@ def _repoint(project: Path, *, old: str, new: str) -> None:
 
 @pytest.fixture(scope="session")
 def render_cache(tmp_path_factory: pytest.TempPathFactory) -> RenderCache:
-    return RenderCache(tmp_path_factory.getbasetemp().parent / "shared-renders")
+    """The session's cache: beside the xdist workers' folders (pytest-N/popen-gwK), or in pytest-N
+    without xdist (its parent is shared by every session of the user: stale renders)."""
+    base = tmp_path_factory.getbasetemp()
+    return RenderCache((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-renders")
 
 
 @pytest.fixture(scope="session")
