@@ -7,7 +7,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint benchmark benchmark-scale clean
+.PHONY: help install demo test test-fast lint benchmark benchmark-scale clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -24,8 +24,11 @@ demo: install ## render the template with defaults into ./demo and run its exper
 	$(VENV)/bin/copier copy --trust --defaults --vcs-ref HEAD -d dvc_remote=$(DEMO)-dvc-storage $(CURDIR) $(DEMO)
 	$(MAKE) -C $(DEMO) experiment
 
-test: install ## the whole test suite (renders answer sets and runs what they generate)
+test: install ## the whole test suite (renders answer sets and runs what they generate): CI, <= 5 min on 2 cores
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## for development: in-process harness tests and static render checks (-m "not slow"), <= 60 s
+	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 lint: install ## ruff on the template repository and the rendered harness
 	$(VENV)/bin/ruff check .

@@ -16,7 +16,7 @@ install: ## create .venv with everything (uv sync) and install the pre-commit ho
 	@$(RUN) python -m bench_harness setup-duckdb
 	@if [ -d .git ] && [ -f .pre-commit-config.yaml ]; then $(RUN) pre-commit install >/dev/null && echo "pre-commit hooks installed"; fi
 
-test: ## the generated tests: predict contract, cache, end-to-end run
+test: ## the generated tests: predict contract, a smoke run of the harness on a slice of the data
 	$(RUN) pytest
 
 dev: ## development phase: a small subset into the dev database

@@ -1,12 +1,18 @@
 """Fixtures for the template tests: render answer sets with copier's API, run what they generate.
 
-Rendering plus `uv sync` costs ~15 s, so a rendered project is shared by every test of the same
-answer set (session scope, one copy per xdist worker).
+Rendering plus `uv sync` costs ~15 s, so each answer set is rendered ONCE per test session, shared
+by every test and every xdist worker (a cache folder beside the workers' temporary folders, one
+FileLock per answer set). Tests that change a project get their own copy (`rendered`: a copy per
+worker and name, its .venv hard-linked and re-pointed, well under a second); tests that only read
+files use the shared render itself (`rendered_static`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,6 +21,7 @@ from typing import Any
 
 import pytest
 from copier import run_copy
+from filelock import FileLock
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -77,15 +84,114 @@ def make(project: Path, *targets: str, check: bool = True, **env: str) -> subpro
     return run(project, "make", "--no-print-directory", *targets, check=check, **env)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs a project rendered with its tasks (git, uv sync: ~15 s, then subprocesses) is
+    `slow`, whether it asks for `rendered` itself or through a fixture: `make test-fast` skips it."""
+    for item in items:
+        if "rendered" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+class RenderCache:
+    """Renders keyed by their answers, shared by the xdist workers of one session.
+
+    The cache lives in the session's temporary folder (pytest-N, which holds the xdist workers'
+    folders), made afresh for each session; a FileLock per key makes the first worker render and
+    the others wait for it. A render is `<key>/project` plus its siblings (the local DVC remote).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(answers: dict[str, Any], tasks: bool) -> str:
+        text = json.dumps({"answers": answers, "tasks": tasks}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def get(self, answers: dict[str, Any] | None = None, *, tasks: bool = True) -> Path:
+        """The shared render of `answers` (made on first use): read it, never change it."""
+        answers = answers or {}
+        folder = self.root / self.key(answers, tasks)
+        done = folder / ".rendered"
+        with FileLock(str(folder) + ".lock"):
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)  # a render interrupted half-way
+                folder.mkdir()
+                render(folder / "project", answers, tasks=tasks)
+                done.write_text(json.dumps(answers, sort_keys=True, default=str))
+        return folder / "project"
+
+
+def copy_project(project: Path, destination: Path) -> Path:
+    """A private copy of a rendered project (and its siblings) that a test may change.
+
+    Everything is copied but the .venv's files, which are hard-linked (uv hard-links them from
+    its cache already, and nothing writes into an installed file in place); the few files that
+    name the old folder (script shebangs, the editable .pth, direct_url.json, git hooks) are
+    rewritten as new files, so the copy runs its own code.
+    """
+    copy = destination / project.name
+    copy.mkdir(parents=True)
+    siblings = [entry for entry in project.parent.iterdir() if entry.name not in (project.name, ".rendered")]
+    inside = [entry for entry in project.iterdir() if entry.name != ".venv"]
+    if siblings:
+        subprocess.run(["cp", "-a", *map(str, siblings), str(destination)], check=True)
+    subprocess.run(["cp", "-a", *map(str, inside), str(copy)], check=True)
+    if (project / ".venv").exists():
+        subprocess.run(["cp", "-al", str(project / ".venv"), str(copy / ".venv")], check=True)
+    _repoint(copy, old=str(project), new=str(copy))
+    return copy
+
+
+def _repoint(project: Path, *, old: str, new: str) -> None:
+    candidates = [*project.glob(".venv/bin/*"), *project.glob(".venv/lib/python*/site-packages/*.pth")]
+    candidates += [*project.glob(".venv/lib/python*/site-packages/*.dist-info/direct_url.json")]
+    candidates += [*project.glob(".git/hooks/*")]
+    for path in candidates:
+        if not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        if old.encode() in data:
+            mode = path.stat().st_mode
+            path.unlink()  # a new inode: the shared render's hard-linked file stays as it was
+            path.write_bytes(data.replace(old.encode(), new.encode()))
+            path.chmod(mode)
+
+
 @pytest.fixture(scope="session")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, dict[str, Any]], Path]:
-    """rendered(name, answers) -> project folder, rendered once per session for each name."""
-    cache: dict[str, Path] = {}
+def render_cache(tmp_path_factory: pytest.TempPathFactory) -> RenderCache:
+    """The session's cache: beside the xdist workers' folders (pytest-N/popen-gwK), or in pytest-N
+    without xdist (its parent is shared by every session of the user: stale renders)."""
+    base = tmp_path_factory.getbasetemp()
+    return RenderCache((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-renders")
+
+
+@pytest.fixture(scope="session")
+def rendered(
+    render_cache: RenderCache, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, dict[str, Any]], Path]:
+    """rendered(name, answers) -> a project (tasks run: git, uv sync, DVC) this worker may change.
+
+    Rendered once per session for each answer set (shared across workers), copied once per worker
+    and name: tests of one name share the copy, as they share a module-scoped fixture.
+    """
+    copies: dict[str, Path] = {}
 
     def get(name: str, answers: dict[str, Any] | None = None) -> Path:
-        if name not in cache:
-            cache[name] = render(tmp_path_factory.mktemp(name) / "project", answers)
-        return cache[name]
+        if name not in copies:
+            copies[name] = copy_project(render_cache.get(answers, tasks=True), tmp_path_factory.mktemp(name))
+        return copies[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def rendered_static(render_cache: RenderCache) -> Callable[[dict[str, Any]], Path]:
+    """rendered_static(answers) -> the shared files-only render (no tasks): READ it, never change it."""
+
+    def get(answers: dict[str, Any] | None = None) -> Path:
+        return render_cache.get(answers, tasks=False)
 
     return get
 

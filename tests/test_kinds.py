@@ -54,8 +54,8 @@ def by(rows: list[dict[str, Any]], param: str) -> dict[Any, list[dict[str, Any]]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_kind_renders_its_own_sources(tmp_path: Path, kind: str) -> None:
-    project = render(tmp_path / kind, {"kind": kind}, tasks=False)
+def test_every_kind_renders_its_own_sources(rendered_static, kind: str) -> None:
+    project = rendered_static({"kind": kind})
     package = project / "src" / "my_benchmark"
     assert config_of(project)["project"]["kind"] == kind
     for name in ("predict.py", "data.py", "scoring.py"):

@@ -1,25 +1,30 @@
 """What copier renders, before anything runs: complete, fully rendered, valid Python.
 
-Renders without tasks (no git, no uv) so these checks take a second.
+Renders without tasks (no git, no uv) so these checks take a second; the renders are shared with
+every other test of the session (conftest `rendered_static`), so nothing here writes into them.
 """
 
 from __future__ import annotations
 
-import py_compile
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, render
+from conftest import TEMPLATE
 
 JINJA = re.compile(r"\{\{|\{%|\{#")
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render(tmp_path_factory.mktemp("static") / "p", tasks=False)
+def plain(rendered_static) -> Path:
+    return rendered_static({})
+
+
+def compiles(path: Path) -> None:
+    """Compile without writing a .pyc (py_compile would write into the shared render)."""
+    compile(path.read_text(), str(path), "exec")
 
 
 def test_no_unrendered_jinja_is_left(plain: Path) -> None:
@@ -45,15 +50,17 @@ def test_the_layout_separates_user_code_from_the_harness(plain: Path) -> None:
     package = plain / "src" / "my_benchmark"
     for user_file in ("params.py", "predict.py", "data.py", "scoring.py"):
         assert (package / user_file).is_file()
-    for harness_file in ("runner.py", "store.py", "keys.py", "metrics.py", "cli.py", "config.py"):
-        assert (package / "harness" / harness_file).is_file()
+    assert not (package / "harness").exists(), "the harness is its own package, beside the user's"
+    harness = plain / "src" / "bench_harness"
+    for harness_file in ("__init__.py", "_run/runner.py", "_storage/store.py", "_cli/main.py", "_core/config.py"):
+        assert (harness / harness_file).is_file(), harness_file
     for top in ("benchmark.toml", "EXPERIMENT_PLAN.md", "Makefile", "harness.mk", "README.md", ".copier-answers.yml"):
         assert (plain / top).is_file(), top
 
 
 def test_every_python_file_compiles(plain: Path) -> None:
     for path in plain.rglob("*.py"):
-        py_compile.compile(str(path), doraise=True)
+        compiles(path)
 
 
 def test_the_params_dataclass_is_frozen_slotted_and_rounds_floats(plain: Path) -> None:
@@ -70,15 +77,15 @@ KINDS = sorted(path.name for path in (TEMPLATE / "kinds").iterdir() if (path / "
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_kind_renders_ruff_clean_python(kind: str, tmp_path: Path) -> None:
+def test_every_kind_renders_ruff_clean_python(kind: str, rendered_static) -> None:
     """The generated project's own ruff settings pass on everything we render, harness included.
 
     The generated pre-commit ruff hook skips the template-owned harness, on the promise that this
     test keeps it clean.
     """
-    project = render(tmp_path / kind, {"kind": kind}, tasks=False)
+    project = rendered_static({"kind": kind})
     ruff = Path(sys.executable).with_name("ruff")
     done = subprocess.run([str(ruff), "check", "--no-cache", "."], cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     for path in project.rglob("*.py"):
-        py_compile.compile(str(path), doraise=True)
+        compiles(path)

@@ -245,6 +245,7 @@ def test_update_keeps_user_edits_updates_the_harness_and_migrates(releases: Path
     assert rows_per_version(db, "metrics") == {"e0.0.1": 2, "e0.0.2": 2}
 
 
+@pytest.mark.slow
 def test_update_fails_on_conflict_markers(releases: Path, tmp_path: Path) -> None:
     """The user edited the end of harness.mk, where v0.2.0 adds a target: `make update` says so."""
     project = render_release(releases, tmp_path / "project", "v0.1.0", {"project_name": PACKAGE}, tasks=False)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .._results.analysis import connect, print_result, sqlite_columns
-from .._storage.store import quote
+from .._results.analysis import connect, print_result
+from .._storage.store import column_names, quote
 
 # Columns the harness fills identically for a whole run: constant by design, never an issue.
 RUN_COLUMNS = frozenset(
@@ -208,7 +208,7 @@ def check_types(db_path: Path, table: str, columns: list[str], f: Findings) -> N
 def inspect(db_path: Path, table: str, n_samples: int = 10, out: TextIO = sys.stdout) -> list[str]:
     """Run every check on `table` of `db_path`; print the findings; return the issues."""
     f = Findings(out)
-    columns = sqlite_columns(db_path, table)
+    columns = column_names(db_path, table)
     if not columns:
         f.issue(f"no table {table} in {db_path}: run `make dev` first")
         return f.issues

@@ -22,8 +22,8 @@ from typing import TextIO
 
 from .._checks.inspection import Findings
 from .._core.config import BenchConfig
-from .._results.analysis import connect, latest_version, print_result, sqlite_columns
-from .._storage.store import quote
+from .._results.analysis import connect, error_breakdown_sql, failed_sql, print_result
+from .._storage.store import column_names, latest_version, quote
 
 
 def check_duplicates(con, table: str, version_filter: str, f: Findings) -> None:
@@ -90,17 +90,12 @@ def check_null_params(con, table: str, columns: list[str], version_filter: str, 
 def error_breakdown(con, table: str, columns: list[str], version_filter: str, f: Findings) -> None:
     params = [quote(c) for c in columns if c.startswith("params_")] or ["config_id"]
     total, failed = con.execute(
-        f"SELECT COUNT(*), COUNT(*) FILTER (coalesce(error, '') <> '') FROM {table} WHERE {version_filter}"
+        f"SELECT COUNT(*), COUNT(*) FILTER ({failed_sql()}) FROM {table} WHERE {version_filter}"
     ).fetchone()
     f.out.write(f"  {failed} of {total} rows failed ({100 * failed / max(total, 1):.1f}%)\n")
     if failed:
-        print_result(
-            con,
-            f"""SELECT error_type, {", ".join(params)}, COUNT(*) AS count, any_value(left(error, 80)) AS example
-                FROM {table} WHERE {version_filter} AND coalesce(error, '') <> ''
-                GROUP BY ALL ORDER BY count DESC""",
-            f.out,
-        )
+        where = f"{version_filter} AND {failed_sql()}"
+        print_result(con, error_breakdown_sql(table, params, where, example="left(error, 80)"), f.out)
 
 
 def cache_analysis(con, table: str, version_filter: str, f: Findings) -> None:
@@ -124,7 +119,7 @@ def validate(
     """Every check on the predictions table (one version: the latest unless given, or all)."""
     f = Findings(out)
     table_name = cfg.predictions_table
-    columns = sqlite_columns(db_path, table_name)
+    columns = column_names(db_path, table_name)
     if not columns:
         f.issue(f"no table {table_name} in {db_path}: run `make experiment` first")
         return f.issues

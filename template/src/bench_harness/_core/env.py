@@ -34,23 +34,61 @@ TRACKED_PACKAGES = (
 TAG_PATTERN = re.compile(r"^e(\d+)\.(\d+)\.(\d+)$")
 
 
-def git(root: Path, *args: str) -> str | None:
-    """Output of a git command in `root`, or None when git or the repository is missing."""
+class ToolError(RuntimeError):
+    """git or DVC cannot run, or failed where it had to succeed; the message says what to do."""
+
+
+def tool_env() -> dict[str, str]:
+    """No prompts, no analytics: the same environment for every git and DVC call."""
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true"}
+
+
+# File descriptors of the experiment lock (_versioning): every git/DVC child inherits them, so a child
+# orphaned by a killed experiment (a `dvc add` still writing) keeps the project locked until it ends.
+HELD_LOCKS: list[int] = []
+
+
+def run_tool(
+    root: Path, *command: str, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """Run git/dvc in `root` with stdin closed; raise ToolError with its output when `check` fails."""
     try:
         done = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+            command,
+            cwd=root,
+            env=tool_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            pass_fds=tuple(HELD_LOCKS),
         )
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as error:  # git or dvc missing, or hung
+        raise ToolError(f"`{command[0]}` cannot run: {error}") from error
+    if check and done.returncode != 0:
+        raise ToolError(f"`{' '.join(command)}` failed:\n{(done.stdout + done.stderr).strip()}")
+    return done
+
+
+def git(root: Path, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """The one way the harness runs git (versioning's workflow and the metadata below)."""
+    return run_tool(root, "git", *args, check=check, timeout=timeout)
+
+
+def git_output(root: Path, *args: str) -> str | None:
+    """A git query's output, or None when git or the repository is missing: metadata never stops a run."""
+    try:
+        return git(root, *args, timeout=30).stdout.strip()
+    except ToolError:
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def code_commit(root: Path) -> str:
-    return git(root, "rev-parse", "--short=12", "HEAD") or "uncommitted"
+    return git_output(root, "rev-parse", "--short=12", "HEAD") or "uncommitted"
 
 
 def git_branch(root: Path) -> str:
-    return git(root, "branch", "--show-current") or ""
+    return git_output(root, "branch", "--show-current") or ""
 
 
 # Outputs of earlier experiments' analysis (reports, exports, reproductions), the experiment's own
@@ -67,7 +105,7 @@ OUTPUT_PATHS = (
 
 def uncommitted_files(root: Path) -> list[str]:
     """`git status --porcelain` lines: changed tracked files and untracked ones (not ignored, not outputs)."""
-    status = git(root, "status", "--porcelain", "--untracked-files=normal", "--", ".", *OUTPUT_PATHS)
+    status = git_output(root, "status", "--porcelain", "--untracked-files=normal", "--", ".", *OUTPUT_PATHS)
     return status.splitlines() if status else []
 
 
@@ -97,7 +135,7 @@ def data_commit(root: Path, data_path: Path) -> str:
     """The commit that last changed the data: data.dvc under DVC, else the data folder itself."""
     dvc_file = root / "data.dvc"
     target = "data.dvc" if dvc_file.exists() else str(data_path.relative_to(root).parts[0])
-    return git(root, "log", "-n", "1", "--pretty=format:%h", "--", target) or "uncommitted"
+    return git_output(root, "log", "-n", "1", "--pretty=format:%h", "--", target) or "uncommitted"
 
 
 @lru_cache(maxsize=1)
@@ -114,7 +152,7 @@ def package_versions() -> str:
 
 def experiment_tags(root: Path) -> list[str]:
     """Experiment tags (e<major>.<minor>.<patch>) sorted as versions, oldest first."""
-    listed = git(root, "tag", "-l", "e*") or ""
+    listed = git_output(root, "tag", "-l", "e*") or ""
     tags = [t for t in listed.splitlines() if TAG_PATTERN.match(t)]
     return sorted(tags, key=lambda t: tuple(int(x) for x in TAG_PATTERN.match(t).groups()))
 

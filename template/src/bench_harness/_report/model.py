@@ -31,8 +31,8 @@ import numpy as np
 
 from .._core.config import BenchConfig
 from .._results import registry, stats
-from .._results.analysis import connect, latest_version, segment_columns, sqlite_columns
-from .._storage.store import quote
+from .._results.analysis import connect, error_breakdown_sql, segment_columns
+from .._storage.store import column_names, latest_version, quote
 
 MAX_PAIRS = 45  # 10 configurations; above that each configuration is compared with the best one
 MAX_SEGMENT_VALUES = 12  # more distinct values: numbers go into quartile bins, text keeps the top ones
@@ -314,7 +314,7 @@ def table_metrics(cfg: BenchConfig, db_path: Path, version: str, configs: list[C
     """The other chosen metrics (rmse, r2, recall@k, tokens...) as the metrics table recorded them."""
     shown = SHOWN - ({"mae"} if quality != "mae" else set())  # mae is computed only as a kind's quality
     wanted = [m for m in cfg.metrics if m not in shown]
-    present = set(sqlite_columns(db_path, cfg.metrics_table))
+    present = set(column_names(db_path, cfg.metrics_table))
     wanted = [m for m in wanted if m in present]
     if not wanted or not {"config_id", "experiment_version"} <= present:
         return
@@ -508,10 +508,8 @@ def disagreements(
 
 def error_breakdown(con: duckdb.DuckDBPyConnection, configs: list[ConfigStats]) -> list[dict[str, Any]]:
     labels = {c.config_id: c.label for c in configs}
-    rows = con.execute(
-        "SELECT config_id, error_type, COUNT(*) FROM src WHERE failed GROUP BY ALL ORDER BY 3 DESC, 1, 2"
-    ).fetchall()
-    return [{"config": labels[cid], "error_type": et, "count": n} for cid, et, n in rows]
+    rows = con.execute(error_breakdown_sql("src", ["config_id"], "failed")).fetchall()
+    return [{"config": labels[cid], "error_type": et, "count": n} for et, cid, n in rows]
 
 
 def mark_pareto(configs: list[ConfigStats], quality: str) -> str:
@@ -526,7 +524,7 @@ def mark_pareto(configs: list[ConfigStats], quality: str) -> str:
 
 def build(cfg: BenchConfig, db_path: Path, version: str | None = None) -> ReportData:
     """Query the database and compute every table and interval of the report."""
-    columns = sqlite_columns(db_path, cfg.predictions_table)
+    columns = column_names(db_path, cfg.predictions_table)
     if not columns:
         raise FileNotFoundError(f"no {cfg.predictions_table} table in {db_path}: run `make experiment` first")
     version = version or latest_version(db_path, cfg.predictions_table)

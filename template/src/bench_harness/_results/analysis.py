@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import duckdb
 
 from .._core.config import BenchConfig
 from .._storage import duck
-from .._storage.store import column_names, quote
+from .._storage.store import column_names, latest_version, quote
 
 RECIPES_FILE = Path(__file__).with_name("recipes.sql")
 MAX_ROWS = 200
@@ -40,24 +39,7 @@ class Recipe:
     sql: str
 
 
-def sqlite_columns(db_path: Path, table: str) -> list[str]:
-    """The table's columns in storage order (empty when the database or table is missing)."""
-    if not Path(db_path).exists():
-        return []
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
-        return column_names(con, table)
-
-
-def latest_version(db_path: Path, table: str) -> str | None:
-    """The experiment_version of the last row written (the most recent run)."""
-    if "experiment_version" not in sqlite_columns(db_path, table):
-        return None
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
-        row = con.execute(
-            f"SELECT experiment_version FROM {quote(table)} WHERE experiment_version IS NOT NULL "
-            "ORDER BY rowid DESC LIMIT 1"
-        ).fetchone()
-    return row[0] if row else None
+sqlite_columns = column_names  # the old name: store.column_names takes a database path too
 
 
 def segment_columns(cfg: BenchConfig, columns: Iterable[str]) -> list[str]:
@@ -130,6 +112,26 @@ def split_statements(text: str) -> list[str]:
         return [s.query for s in duckdb.extract_statements(text)]
     except duckdb.Error:
         return [text]  # let execution report the syntax error with DuckDB's message
+
+
+def failed_sql(error: str = "error") -> str:
+    """SQL: the row failed (its error is neither NULL nor empty), as the report and `make validate` count it."""
+    return f"coalesce(CAST({error} AS VARCHAR), '') <> ''"
+
+
+def error_breakdown_sql(source: str, group_by: Sequence[str], where: str, example: str | None = None) -> str:
+    """SQL: the failed rows of `source` counted by error_type and `group_by`, most frequent first.
+
+    The one error breakdown: `make validate` prints it (with an example message), the report shows it.
+    `where` selects the failed rows (failed_sql() and the version filter).
+    """
+    groups = ", ".join(["error_type", *group_by])
+    shown = f", any_value({example}) AS example" if example else ""
+    order = ", ".join([*group_by, "error_type"])
+    return (
+        f"SELECT {groups}, COUNT(*) AS count{shown} FROM {source} WHERE {where} "
+        f"GROUP BY {groups} ORDER BY count DESC, {order}"
+    )
 
 
 def print_result(con: duckdb.DuckDBPyConnection, statement: str, out: TextIO, max_rows: int = MAX_ROWS) -> None:

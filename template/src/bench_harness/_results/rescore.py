@@ -20,8 +20,7 @@ from typing import Any
 from .._core import env
 from .._core.config import BenchConfig
 from .._results import metrics as metrics_mod
-from .._results.analysis import latest_version
-from .._storage.store import Store, quote, timestamp, to_cell
+from .._storage.store import Store, latest_version, quote, timestamp, to_cell
 
 CHUNK = 5_000
 

@@ -30,7 +30,8 @@ from .._run.executors import RetryPolicy, Task, get_executor
 from .._run.monitor import SystemMonitor
 from .._run.progress import Progress
 from .._storage import keys
-from .._storage.store import RunRecorder, Store, history_table, quote, timestamp
+from .._storage.store import RunRecorder, Store, history_table, timestamp
+from .._storage.store import latest_version as store_latest_version
 
 
 def new_track_id() -> str:
@@ -120,15 +121,8 @@ def user_modules() -> tuple[Any, Any, Any]:
 
 
 def latest_version(cfg: BenchConfig) -> str | None:
-    """The experiment version recorded last (what `make retry-errors` re-runs by default)."""
-    with Store(cfg.db_path) as store:
-        table = cfg.predictions_table
-        if not {"experiment_version", "phase"} <= set(store.columns(table)):
-            return None
-        rows = store.query(
-            f"SELECT experiment_version FROM {quote(table)} WHERE phase = 'experiment' ORDER BY rowid DESC LIMIT 1"
-        )
-    return rows[0][0] if rows else None
+    """The latest experiment version (what `make retry-errors` re-runs by default)."""
+    return store_latest_version(cfg.db_path, cfg.predictions_table, phase="experiment")
 
 
 def unique_configs(grid: Sequence[Any]) -> list[Any]:

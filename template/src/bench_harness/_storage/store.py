@@ -21,11 +21,13 @@ import sqlite3
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from .._core.env import TAG_PATTERN
 from . import keys
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
@@ -78,9 +80,58 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def column_names(con: sqlite3.Connection, table: str) -> list[str]:
-    """The table's columns in storage order (empty when it does not exist), on any open connection."""
-    return [row[1] for row in con.execute(f"PRAGMA table_info({quote(table)})")]
+def column_types(con: sqlite3.Connection, table: str) -> dict[str, str]:
+    """Column name -> declared type, in storage order (empty when the table does not exist).
+
+    The harness's one reader of a table's columns: the helpers below and Store.columns use it.
+    """
+    return {row[1]: row[2] for row in con.execute(f"PRAGMA table_info({quote(table)})")}
+
+
+def column_names(source: sqlite3.Connection | Path | str, table: str) -> list[str]:
+    """The table's columns in storage order, on an open connection or a database file (read-only).
+
+    Empty when the database file or the table does not exist.
+    """
+    if isinstance(source, sqlite3.Connection):
+        return list(column_types(source, table))
+    if not Path(source).exists():
+        return []
+    with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as con:
+        return list(column_types(con, table))
+
+
+def latest_version(db_path: Path | str, table: str, phase: str | None = None) -> str | None:
+    """The most recent experiment version among the harness's own rows (config_id and cache_key set).
+
+    Versions named like the experiment tags (e<major>.<minor>.<patch>) are ordered by number and
+    come after any other name; other names by when their first row was written. Not by rowid: a
+    `retry-errors` of an old version writes new rows for it, which must not make it the latest.
+    `phase` keeps one phase's rows (the runner asks for "experiment").
+    """
+    columns = set(column_names(db_path, table))
+    if "experiment_version" not in columns:
+        return None
+    conditions = ["experiment_version IS NOT NULL"]
+    conditions += [f"{name} IS NOT NULL" for name in ("config_id", "cache_key") if name in columns]
+    parameters: list[Any] = []
+    if phase is not None:
+        if "phase" not in columns:
+            return None
+        conditions.append("phase = ?")
+        parameters.append(phase)
+    first = "MIN(timestamp)" if "timestamp" in columns else "MIN(rowid)"
+    sql = f"SELECT experiment_version, {first} FROM {quote(table)} WHERE {' AND '.join(conditions)} GROUP BY 1"
+    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as con:
+        versions = con.execute(sql, parameters).fetchall()
+    return max(versions, key=_version_order)[0] if versions else None
+
+
+def _version_order(row: tuple[str, Any]) -> tuple:
+    """Tag-like versions by number, after the others; the others by their first row."""
+    version, first = row
+    tag = TAG_PATTERN.match(str(version))
+    return (1, tuple(int(part) for part in tag.groups()), "") if tag else (0, (), str(first))
 
 
 def sql_type(value: Any) -> str:
@@ -180,8 +231,7 @@ class Store:
     def columns(self, table: str, refresh: bool = False) -> dict[str, str]:
         """Column name -> declared type (empty when the table does not exist)."""
         if refresh or table not in self._columns:
-            rows = self.conn.execute(f"PRAGMA table_info({quote(table)})").fetchall()
-            self._columns[table] = {r[1]: r[2] for r in rows}
+            self._columns[table] = column_types(self.conn, table)
         return self._columns[table]
 
     def ensure_table(self, table: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from .._checks import schema
 from .._core import env
 from .._core.config import BenchConfig
+from .._core.env import HELD_LOCKS, git, run_tool, tool_env
 from .._results import registry
 from .._storage.store import column_names, quote
 
@@ -40,8 +41,8 @@ SHORT_NAMES = {"accuracy": "acc", "model_name": "model"}
 NOT_CODE = (":(exclude)*.dvc", ":(exclude).gitignore")
 
 
-class VersioningError(RuntimeError):
-    """A step of the experiment workflow that cannot go on; the message says what to do."""
+# A step of the experiment workflow that cannot go on (git and DVC failures included); the message says what to do.
+VersioningError = env.ToolError
 
 
 @dataclass
@@ -62,39 +63,6 @@ class ExperimentOptions:
 
 def uses_dvc(cfg: BenchConfig) -> bool:
     return cfg.versioning in ("standard", "maximum")
-
-
-def tool_env() -> dict[str, str]:
-    """No prompts, no analytics: the same environment for every git and DVC call."""
-    return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true"}
-
-
-# File descriptors of the experiment lock: every git/DVC child inherits them, so a child orphaned by a
-# killed experiment (a `dvc add` still writing) keeps the project locked until it has finished.
-HELD_LOCKS: list[int] = []
-
-
-def run_tool(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run git/dvc with stdin closed; raise VersioningError with its output when `check` fails."""
-    try:
-        done = subprocess.run(
-            command,
-            cwd=root,
-            env=tool_env(),
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            pass_fds=tuple(HELD_LOCKS),
-        )
-    except OSError as error:  # git or dvc missing
-        raise VersioningError(f"`{command[0]}` cannot run: {error}") from error
-    if check and done.returncode != 0:
-        raise VersioningError(f"`{' '.join(command)}` failed:\n{(done.stdout + done.stderr).strip()}")
-    return done
-
-
-def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run_tool(root, "git", *args, check=check)
 
 
 def dvc_executable() -> str:

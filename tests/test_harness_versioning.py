@@ -1,7 +1,8 @@
-"""Schema drift, column renames on both engines, tag messages and the data guard. TEMPLATE-OWNED.
+"""Schema drift, column renames on both engines, tag messages, the data guard, the latest version.
 
-Fast unit tests on temporary databases: the whole workflow (tags, DVC, reproduce) is tested by
-the template's own test suite in rendered projects.
+Fast unit tests on temporary databases, in-process on the toy benchmark (tests/toy.py): they ran
+inside every rendered project until issue 12. The whole workflow (tags, DVC, reproduce) is tested
+in rendered projects by test_versioning.py.
 """
 
 from __future__ import annotations
@@ -9,12 +10,28 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from bench_harness._checks import schema
-from bench_harness._core.config import BenchConfig
-from bench_harness._versioning import versioning
+# The harness modules, imported afresh for each test once the toy is activated.
+H = SimpleNamespace()
+
+
+@pytest.fixture(autouse=True)
+def harness(toy: Path) -> SimpleNamespace:
+    from bench_harness._checks import schema
+    from bench_harness._versioning import versioning
+
+    H.__dict__.update(schema=schema, versioning=versioning)
+    return H
+
+
+@pytest.fixture
+def config(toy: Path, tmp_path: Path):
+    from bench_harness._core.config import load_config
+
+    return dataclasses.replace(load_config(), db_path=tmp_path / "test.db", dev_db_path=tmp_path / "dev.db")
 
 
 def make_table(db: Path, table: str, columns: list[str], rows: int = 3) -> None:
@@ -25,31 +42,31 @@ def make_table(db: Path, table: str, columns: list[str], rows: int = 3) -> None:
 
 
 def test_a_renamed_field_is_a_probable_rename_and_a_new_one_is_not() -> None:
-    drift = schema.compare(["params_learning_rate", "params_model"], ["params_lr_rate", "params_model"])
+    drift = H.schema.compare(["params_learning_rate", "params_model"], ["params_lr_rate", "params_model"])
     assert drift.renames == [("params_lr_rate", "params_learning_rate")]
-    errors, _ = schema.report(drift, "x.db")
+    errors, _ = H.schema.report(drift, "x.db")
     assert "uv run bench check-schema --rename params_lr_rate=params_learning_rate" in "\n".join(errors)
-    added = schema.compare(["params_model", "params_seed"], ["params_model"])
+    added = H.schema.compare(["params_model", "params_seed"], ["params_model"])
     assert added.new == ["params_seed"] and not added.renames
-    assert schema.report(added, "x.db")[0] == []
-    assert schema.compare(["params_a"], []).clean, "nothing recorded yet: the first run defines the schema"
+    assert H.schema.report(added, "x.db")[0] == []
+    assert H.schema.compare(["params_a"], []).clean, "nothing recorded yet: the first run defines the schema"
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "duckdb"])
 def test_rename_moves_the_column_in_place_and_merges_into_an_existing_one(tmp_path: Path, engine: str) -> None:
     db = tmp_path / "r.db"
     make_table(db, "p", ["params_lr", "params_model"])
-    assert schema.rename_column(db, "p", "params_lr", "params_learning_rate", engine) == "renamed"
+    assert H.schema.rename_column(db, "p", "params_lr", "params_learning_rate", engine) == "renamed"
     with sqlite3.connect(db) as con:
         con.execute("INSERT INTO p (track_id, params_learning_rate) VALUES ('new', '0.1')")
         con.execute("ALTER TABLE p ADD COLUMN params_lr TEXT")
         con.execute("INSERT INTO p (track_id, params_lr) VALUES ('old', '0.2')")
-    assert schema.rename_column(db, "p", "params_lr", "params_learning_rate", engine) == "merged"
+    assert H.schema.rename_column(db, "p", "params_lr", "params_learning_rate", engine) == "merged"
     with sqlite3.connect(db) as con:
         names = [r[1] for r in con.execute("PRAGMA table_info(p)")]
         nulls = con.execute("SELECT COUNT(*) - COUNT(params_learning_rate) FROM p").fetchone()[0]
     assert "params_lr" not in names and nulls == 0, "old and new rows share one column"
-    assert schema.rename_column(db, "p", "params_lr", "params_learning_rate", engine) == "absent"
+    assert H.schema.rename_column(db, "p", "params_lr", "params_learning_rate", engine) == "absent"
 
 
 def test_the_tag_message_names_the_best_configuration_its_score_and_the_data() -> None:
@@ -57,16 +74,16 @@ def test_the_tag_message_names_the_best_configuration_its_score_and_the_data() -
         {"params_model_name": "a", "params_seed": 0, "accuracy": 0.5, "git_dirty": 0},
         {"params_model_name": "b", "params_seed": 0, "accuracy": 0.875, "git_dirty": 0},
     ]
-    assert versioning.tag_message(rows, ["accuracy"], "abc1234") == "model=b | acc=0.8750 | data=abc1234 | 2 configs"
+    assert H.versioning.tag_message(rows, ["accuracy"], "abc1234") == "model=b | acc=0.8750 | data=abc1234 | 2 configs"
     latency = [{"params_model_name": "a", "latency_p50": 0.2}, {"params_model_name": "b", "latency_p50": 0.1}]
-    message = versioning.tag_message(latency, ["latency_p50"], "abc1234", dirty=True)
+    message = H.versioning.tag_message(latency, ["latency_p50"], "abc1234", dirty=True)
     assert message == "model=b | latency_p50=0.1000 | data=abc1234 | 2 configs | dirty", "lower latency is better"
 
 
-def test_the_guard_keeps_databases_and_large_files_out_of_git(config: BenchConfig, tmp_path: Path) -> None:
+def test_the_guard_keeps_databases_and_large_files_out_of_git(config, tmp_path: Path) -> None:
     cfg = dataclasses.replace(config, root=tmp_path, data_path=tmp_path / "data" / "items.jsonl")
-    (tmp_path / "big.txt").write_bytes(b"x" * (versioning.MAX_GIT_FILE_BYTES + 1))
+    (tmp_path / "big.txt").write_bytes(b"x" * (H.versioning.MAX_GIT_FILE_BYTES + 1))
     staged = ["results.db", "big.txt", "README.md", "data/items.jsonl", "data.dvc"]
-    flagged = {line.split(":")[0] for line in versioning.guard(cfg, staged)}
+    flagged = {line.split(":")[0] for line in H.versioning.guard(cfg, staged)}
     expected = {"results.db", "big.txt"} | ({"data/items.jsonl"} if cfg.versioning != "minimal" else set())
     assert flagged == expected
