@@ -50,7 +50,7 @@ class StaleCode(Exception):
 
 
 def source_version(text: str) -> str:
-    """ "src:" + digest of a module's source text, as keys.code_version computes it."""
+    """The "src:" digest of a module's source text, exactly as keys.code_version computes it."""
     return "src:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
