@@ -15,7 +15,7 @@ from .._core.config import BenchConfig, load_config
 from .._core.datafiles import DataError
 from .._results import metrics as metrics_mod
 from .._run import runner
-from .._run.executors import EXECUTORS
+from .._run.executors import EXECUTORS, StaleWorkerCodeError
 from .errors import plain_message
 from .table import format_table, metrics_columns
 
@@ -51,6 +51,9 @@ def run_and_report(
         summary = runner.run(cfg, options)
     except runner.StaleResultsError as error:
         print(f"REFUSED: {error}", file=sys.stderr)
+        return 2, runner.RunSummary(options.experiment_version or "", options.phase), []
+    except StaleWorkerCodeError as error:  # Dask workers on other code: their rows were refused, the rest kept
+        print(error, file=sys.stderr)
         return 2, runner.RunSummary(options.experiment_version or "", options.phase), []
     moved = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.moved.items()))
     print(
