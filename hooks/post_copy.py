@@ -79,7 +79,7 @@ def convert_sample(config: dict) -> None:
         run(str(python), "-m", "bench_harness", "prepare-data")
         return
     if target.suffix == ".parquet":
-        failed("the sample was not converted to parquet (it needs pyarrow)", "`make install` (it converts it)")
+        failed("the sample was not converted to parquet (DuckDB writes it)", "`make install` (it converts it)")
         return
     sys.path.insert(0, str(ROOT / "src"))
     try:

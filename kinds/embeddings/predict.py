@@ -7,7 +7,9 @@ Of the query vector it keeps its norm and a hash (dedup, drift across model vers
 itself only when SAVE_VECTORS is True (it is large). Two encoders, one interface:
 
 * `hashing`: a lexical baseline, word and character-trigram counts hashed into buckets;
-* `minilm`: all-MiniLM-L6-v2 run with numpy by the harness (`load_minilm`, weights checked).
+* `minilm`: all-MiniLM-L6-v2 run with numpy by the harness (`load_minilm`, weights checked);
+* `minilm-st`: the same files run by sentence-transformers (torch), after
+  `uv sync --extra sentence-transformers` (add it to params.py's model_name values).
 
 Editing this file invalidates the cached results of every configuration (the cache key includes
 a digest of this file), unless you pin PREDICT_VERSION and bump it yourself.
@@ -52,7 +54,9 @@ def encode(texts: list[str], params: Params) -> tuple[np.ndarray, np.ndarray]:
         return hashing_encode(texts, params.hashing_dim)
     if params.model_name == "minilm":
         return load_minilm().encode(texts)
-    raise BenchmarkError(f"unknown model_name {params.model_name!r}: use hashing or minilm", INVALID_VALUE)
+    if params.model_name == "minilm-st":
+        return load_minilm("sentence-transformers").encode(texts)
+    raise BenchmarkError(f"unknown model_name {params.model_name!r}: use hashing, minilm or minilm-st", INVALID_VALUE)
 
 
 @lru_cache(maxsize=8)
