@@ -273,17 +273,21 @@ def cmd_setup_duckdb(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("metrics")
 def cmd_metrics(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Print the metrics table (the latest run, or --all)."""
-    from .._storage.store import Store, quote
+    from .._storage.store import METRICS_MARKERS, Store, foreign_rows_note, harness_rows_sql, quote
 
     with Store(cfg.db_path) as store:
         if not store.has_table(cfg.metrics_table):
             print("no metrics yet: run `make experiment`")
             return 1
-        rows = store.query_dicts(f"SELECT * FROM {quote(cfg.metrics_table)} ORDER BY rowid")
-    if not args.all:
-        latest = rows[-1]["experiment_version"]
+        own = harness_rows_sql(store.columns(cfg.metrics_table), METRICS_MARKERS)  # not rows other tools logged
+        rows = store.query_dicts(f"SELECT * FROM {quote(cfg.metrics_table)} WHERE {own} ORDER BY rowid")
+    if rows and not args.all:
+        latest = runner.latest_version(cfg) or rows[-1]["experiment_version"]
         rows = [r for r in rows if r["experiment_version"] == latest]
     print(format_table(rows, metrics_columns(rows, cfg)))
+    foreign = foreign_rows_note(cfg.db_path, cfg.metrics_table, METRICS_MARKERS)
+    if foreign:
+        print(f"note: {foreign}")
     return 0
 
 
