@@ -248,16 +248,20 @@ def cmd_clean_dev(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 @command("prepare-data")
 def cmd_prepare_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
-    """Write the bundled sample (data/sample.jsonl) in the answered format at data_path."""
-    from .._core.datafiles import convert
+    """Write the data in the answered format at data_path: the bundled sample, or after data_format changed."""
+    from .._core.datafiles import convert, convertible_source
 
-    sample = cfg.root / "data" / "sample.jsonl"
-    if cfg.data_path.exists() or not sample.exists():
-        print(f"{cfg.data_path.relative_to(cfg.root)} is in place")
+    source = convertible_source(cfg.data_path)
+    target = cfg.data_path.relative_to(cfg.root) if cfg.data_path.is_relative_to(cfg.root) else cfg.data_path
+    if cfg.data_path.exists() or source is None:
+        print(f"{target} is in place")
         return 0
-    convert(sample, cfg.data_path)
-    sample.unlink()
-    print(f"sample data written to {cfg.data_path.relative_to(cfg.root)}")
+    convert(source, cfg.data_path)
+    if source.name == "sample.jsonl" and source.parent == cfg.root / "data":
+        source.unlink()  # the bundled sample, written at copy time: it now lives in the answered format
+        print(f"sample data written to {target}")
+    else:
+        print(f"{source.name} converted to {target}; {source.name} is kept: remove it once you have checked {target}")
     return 0
 
 
