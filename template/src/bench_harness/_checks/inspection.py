@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .._results.analysis import connect, print_result
-from .._storage.store import column_names, quote
+from .._storage.store import column_names, foreign_rows_note, harness_rows_sql, quote
 
 # Columns the harness fills identically for a whole run: constant by design, never an issue.
 RUN_COLUMNS = frozenset(
@@ -184,7 +184,7 @@ def check_constant(con, table: str, columns: list[str], f: Findings) -> None:
             f.warn(f"{column}: every row has the same value ({value!r}); check that it is expected")
 
 
-def check_types(db_path: Path, table: str, columns: list[str], f: Findings) -> None:
+def check_types(db_path: Path, table: str, columns: list[str], f: Findings, where: str = "TRUE") -> None:
     """Numbers stored as text in a measurement column (SQLite keeps the storage class per value)."""
     suspects = [c for c in columns if _has_word(c, NUMERIC_WORDS) and c not in IDENTIFIERS]
     if not suspects:
@@ -195,7 +195,7 @@ def check_types(db_path: Path, table: str, columns: list[str], f: Findings) -> N
         for c in suspects
     )
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as sq:
-        counts = sq.execute(f"SELECT {select} FROM {quote(table)}").fetchone()
+        counts = sq.execute(f"SELECT {select} FROM {quote(table)} WHERE {where}").fetchone()
     found = False
     for column, n in zip(suspects, counts, strict=True):
         if n:
@@ -203,6 +203,15 @@ def check_types(db_path: Path, table: str, columns: list[str], f: Findings) -> N
             f.issue(f"{column}: {n} numbers stored as strings (return floats/ints from predict(), not text)")
     if not found:
         f.ok(f"numbers stored as numbers in {', '.join(suspects)}")
+
+
+def own_columns(con, table: str, columns: list[str], own: str) -> list[str]:
+    """The columns the harness's rows fill, or that no row fills: not those only another tool's rows use."""
+    counts = con.execute(
+        f"SELECT {', '.join(f'COUNT({quote(c)}) FILTER ({own}), COUNT({quote(c)})' for c in columns)} "
+        f"FROM db.{quote(table)}"
+    ).fetchone()
+    return [c for i, c in enumerate(columns) if counts[2 * i] or not counts[2 * i + 1]]
 
 
 def inspect(db_path: Path, table: str, n_samples: int = 10, out: TextIO = sys.stdout) -> list[str]:
@@ -215,9 +224,17 @@ def inspect(db_path: Path, table: str, n_samples: int = 10, out: TextIO = sys.st
     con = connect(db_path)
     try:
         con.execute("SET sqlite_all_varchar = true")
-        source = f"db.{quote(table)}"
+        own = harness_rows_sql(columns)
+        foreign = foreign_rows_note(db_path, table)
+        if foreign and own != "FALSE":  # rows logged by another tool: inspect the harness's own, say so
+            source = f"(SELECT * FROM db.{quote(table)} WHERE {own}) AS harness_rows"
+            columns = own_columns(con, table, columns, own)
+        else:
+            source, own = f"db.{quote(table)}", "TRUE"
         total = con.execute(f"SELECT COUNT(*) FROM {source}").fetchone()[0]
         out.write(f"DATA INSPECTION: {table} in {Path(db_path).name}: {total} rows\n")
+        if foreign:
+            out.write(f"  note  {foreign}\n")
         if not total:
             f.issue("no rows: did the run record anything?")
             return f.issues
@@ -232,7 +249,7 @@ def inspect(db_path: Path, table: str, n_samples: int = 10, out: TextIO = sys.st
         check_raw_responses(con, source, columns, f)
         check_constant(con, source, columns, f)
         f.section("4. Data types")
-        check_types(db_path, table, columns, f)
+        check_types(db_path, table, columns, f, own)
     finally:
         con.close()
     return f.conclude(

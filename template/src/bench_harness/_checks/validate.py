@@ -23,10 +23,10 @@ from typing import TextIO
 from .._checks.inspection import Findings
 from .._core.config import BenchConfig
 from .._results.analysis import connect, error_breakdown_sql, failed_sql, print_result
-from .._storage.store import column_names, latest_version, quote
+from .._storage.store import column_names, foreign_rows_note, harness_rows_sql, latest_version, quote
 
 
-def check_duplicates(con, table: str, version_filter: str, f: Findings) -> None:
+def check_duplicates(con, table: str, version_filter: str, f: Findings, harness: str = "TRUE") -> None:
     dupes, extra = con.execute(
         f"""SELECT COUNT(*), coalesce(SUM(n - 1), 0) FROM (
               SELECT COUNT(*) AS n FROM {table} WHERE {version_filter}
@@ -47,7 +47,7 @@ def check_duplicates(con, table: str, version_filter: str, f: Findings) -> None:
         f.ok("no (input, configuration) recorded twice in a version")
     recomputed = con.execute(
         f"""SELECT COUNT(*) FROM (SELECT cache_key FROM {table}
-              WHERE coalesce(cache, '') = '' AND coalesce(error, '') = '' AND cache_key IS NOT NULL
+              WHERE coalesce(cache, '') = '' AND coalesce(error, '') = '' AND {harness}
               GROUP BY cache_key HAVING COUNT(*) > 1)"""
     ).fetchone()[0]
     if recomputed:
@@ -129,6 +129,7 @@ def validate(
         return f.issues
     version = None if all_versions else (version or latest_version(db_path, table_name))
     version_filter = "TRUE" if version is None else "experiment_version = '" + version.replace("'", "''") + "'"
+    version_filter = f"{harness_rows_sql(columns)} AND {version_filter}"  # never a row logged by another tool
     con = connect(db_path)
     try:
         con.execute("SET sqlite_all_varchar = true")
@@ -137,8 +138,11 @@ def validate(
             f"VALIDATION: {table_name} in {Path(db_path).name}, "
             f"{'every version' if version is None else 'version ' + version}\n"
         )
+        foreign = foreign_rows_note(db_path, table_name)
+        if foreign:
+            out.write(f"  note  {foreign}\n")
         f.section("1. Duplicate executions")
-        check_duplicates(con, table, version_filter, f)
+        check_duplicates(con, table, version_filter, f, harness_rows_sql(columns))
         check_completeness(con, table, version_filter, f)
         f.section("2. Missing parameters")
         check_null_params(con, table, columns, version_filter, f)

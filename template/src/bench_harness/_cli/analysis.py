@@ -79,23 +79,27 @@ def cmd_recipes(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 def cmd_export(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Export both tables to Parquet and CSV with DuckDB's COPY (streamed, any size)."""
-    from .._results.analysis import export
+    from .._results.analysis import export, foreign_notes
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    for path in export(cfg, _db(args, cfg), cfg.root / args.out, formats, args.version):
+    db = _db(args, cfg)
+    for path in export(cfg, db, cfg.root / args.out, formats, args.version):
         print(path.relative_to(cfg.root) if path.is_relative_to(cfg.root) else path)
+    for note in foreign_notes(cfg, db):  # every row is exported; one version (--version) only the harness's
+        print(f"note: {note.replace('ignored here', 'exported as stored' if not args.version else 'left out')}")
     return 0
 
 
 def _previous(cfg: BenchConfig, args: argparse.Namespace) -> object | None:
     """The comparison with the experiment before the reported one (`make compare`'s), or None."""
     from .._compare.model import CompareError, compare
+    from .._core.env import ToolError
 
     if args.dev or getattr(args, "db", None):
         return None
     try:
         return compare(cfg, None, args.version)
-    except CompareError:
+    except (CompareError, ToolError):  # no earlier experiment, or no git: the report has no comparison
         return None
 
 
@@ -110,6 +114,11 @@ def cmd_report(args: argparse.Namespace, cfg: BenchConfig) -> int:
         return 1
     for path in (markdown, html):
         print(path.relative_to(cfg.root) if path.is_relative_to(cfg.root) else path)
+    from .._storage.store import foreign_rows_note
+
+    foreign = foreign_rows_note(_db(args, cfg), cfg.predictions_table)
+    if foreign:
+        print(f"note: {foreign}")
     return 0
 
 

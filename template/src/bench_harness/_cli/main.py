@@ -251,16 +251,20 @@ def cmd_clean_dev(args: argparse.Namespace, cfg: BenchConfig) -> int:
 
 @command("prepare-data")
 def cmd_prepare_data(args: argparse.Namespace, cfg: BenchConfig) -> int:
-    """Write the bundled sample (data/sample.jsonl) in the answered format at data_path."""
-    from .._core.datafiles import convert
+    """Write the data in the answered format at data_path: the bundled sample, or after data_format changed."""
+    from .._core.datafiles import convert, convertible_source
 
-    sample = cfg.root / "data" / "sample.jsonl"
-    if cfg.data_path.exists() or not sample.exists():
-        print(f"{cfg.data_path.relative_to(cfg.root)} is in place")
+    source = convertible_source(cfg.data_path)
+    target = cfg.data_path.relative_to(cfg.root) if cfg.data_path.is_relative_to(cfg.root) else cfg.data_path
+    if cfg.data_path.exists() or source is None:
+        print(f"{target} is in place")
         return 0
-    convert(sample, cfg.data_path)
-    sample.unlink()
-    print(f"sample data written to {cfg.data_path.relative_to(cfg.root)}")
+    convert(source, cfg.data_path)
+    if source.name == "sample.jsonl" and source.parent == cfg.root / "data":
+        source.unlink()  # the bundled sample, written at copy time: it now lives in the answered format
+        print(f"sample data written to {target}")
+    else:
+        print(f"{source.name} converted to {target}; {source.name} is kept: remove it once you have checked {target}")
     return 0
 
 
@@ -276,17 +280,21 @@ def cmd_setup_duckdb(args: argparse.Namespace, cfg: BenchConfig) -> int:
 @command("metrics")
 def cmd_metrics(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Print the metrics table (the latest run, or --all)."""
-    from .._storage.store import Store, quote
+    from .._storage.store import METRICS_MARKERS, Store, foreign_rows_note, harness_rows_sql, quote
 
     with Store(cfg.db_path) as store:
         if not store.has_table(cfg.metrics_table):
             print("no metrics yet: run `make experiment`")
             return 1
-        rows = store.query_dicts(f"SELECT * FROM {quote(cfg.metrics_table)} ORDER BY rowid")
-    if not args.all:
-        latest = rows[-1]["experiment_version"]
+        own = harness_rows_sql(store.columns(cfg.metrics_table), METRICS_MARKERS)  # not rows other tools logged
+        rows = store.query_dicts(f"SELECT * FROM {quote(cfg.metrics_table)} WHERE {own} ORDER BY rowid")
+    if rows and not args.all:
+        latest = runner.latest_version(cfg) or rows[-1]["experiment_version"]
         rows = [r for r in rows if r["experiment_version"] == latest]
     print(format_table(rows, metrics_columns(rows, cfg)))
+    foreign = foreign_rows_note(cfg.db_path, cfg.metrics_table, METRICS_MARKERS)
+    if foreign:
+        print(f"note: {foreign}")
     return 0
 
 

@@ -39,7 +39,7 @@ from .._results import stats
 from .._results.analysis import segment_columns, sqlite_columns
 from .._storage import duck
 from .._storage.duck import sql_string
-from .._storage.store import quote
+from .._storage.store import harness_rows_sql, quote
 
 ALPHA = 0.05
 MAX_FLIPS = 50  # flipped inputs listed per comparison (all are counted)
@@ -180,11 +180,12 @@ class Comparison:
 # -- which experiments, which databases -----------------------------------------------------------
 def db_versions(db_path: Path, table: str) -> list[str]:
     """Experiment versions in a database, in the order they were first written."""
-    if "experiment_version" not in sqlite_columns(db_path, table):
+    columns = sqlite_columns(db_path, table)
+    if "experiment_version" not in columns:
         return []
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
         rows = con.execute(
-            f"SELECT experiment_version FROM {quote(table)} WHERE experiment_version IS NOT NULL "
+            f"SELECT experiment_version FROM {quote(table)} WHERE {harness_rows_sql(columns)} "
             "GROUP BY 1 ORDER BY MIN(rowid)"
         ).fetchall()
     return [r[0] for r in rows]
@@ -219,7 +220,7 @@ def dvc_cached_database(cfg: BenchConfig, version: str) -> Path | None:
         relative = cfg.db_path.resolve().relative_to(cfg.root.resolve())
     except ValueError:
         return None
-    pointer = env.git(cfg.root, "show", f"{version}:{relative}.dvc")
+    pointer = env.git_output(cfg.root, "show", f"{version}:{relative}.dvc")
     match = re.search(r"md5:\s*([0-9a-f]{32})", pointer or "")
     if not match:
         return None
@@ -264,7 +265,7 @@ def _load(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, db_path: Path, versi
                CASE WHEN {failed} THEN NULL ELSE TRY_CAST({col("latency")} AS DOUBLE) END AS latency,
                {p} AS prediction, {t} AS truth, CAST({col("raw_response")} AS VARCHAR) AS raw{extra}
         FROM (SELECT *, row_number() OVER (PARTITION BY config_id, input_id ORDER BY rowid DESC) AS last_first
-              FROM {name}_db.{quote(table)} WHERE experiment_version = $version)
+              FROM {name}_db.{quote(table)} WHERE experiment_version = $version AND {harness_rows_sql(columns)})
         WHERE last_first = 1""",
         {"version": version},
     )
@@ -275,11 +276,12 @@ def _load(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, db_path: Path, versi
 def _side(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, db_path: Path, version: str, name: str) -> Side:
     """The environment the rows recorded, the configurations and their model versions."""
     present = set(sqlite_columns(db_path, cfg.predictions_table))
+    own = f"experiment_version = ? AND {harness_rows_sql(present)}"  # never a row another tool logged
     fields = ("code_commit", "git_dirty", "data_commit", "python_version", "os", "hostname", "packages")
     select = ", ".join(f"CAST(any_value({quote(f)}) AS VARCHAR)" if f in present else "NULL" for f in fields)
     con.execute("SET sqlite_all_varchar = true")
     first = con.execute(
-        f"SELECT {select}, COUNT(*) FROM {name}_db.{quote(cfg.predictions_table)} WHERE experiment_version = ?",
+        f"SELECT {select}, COUNT(*) FROM {name}_db.{quote(cfg.predictions_table)} WHERE {own}",
         [version],
     ).fetchone()
     params = sorted(c for c in present if c.startswith("params_"))
@@ -287,7 +289,7 @@ def _side(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, db_path: Path, versi
     rows = con.execute(
         f"SELECT config_id, {', '.join(f'any_value({quote(c)})' for c in params) or 'NULL'}, "
         f"{'any_value(' + quote(model) + ')' if model else 'NULL'} "
-        f"FROM {name}_db.{quote(cfg.predictions_table)} WHERE experiment_version = ? GROUP BY 1 ORDER BY 1",
+        f"FROM {name}_db.{quote(cfg.predictions_table)} WHERE {own} GROUP BY 1 ORDER BY 1",
         [version],
     ).fetchall()
     con.execute("SET sqlite_all_varchar = false")
@@ -312,14 +314,15 @@ def _side(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, db_path: Path, versi
 def _commit_of(cfg: BenchConfig, side: Side) -> str | None:
     """The code commit the rows recorded when git knows it, else the experiment's tag."""
     for ref in (side.commit, side.version):
-        if ref and ref != "uncommitted" and env.git(cfg.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"):
+        known = ref and ref != "uncommitted" and env.git_output(cfg.root, "rev-parse", "--verify", f"{ref}^{{commit}}")
+        if known:
             return ref
     return None
 
 
 def changed_files(cfg: BenchConfig, base: str, head: str) -> list[dict[str, Any]]:
     """Files changed between two commits with their line counts; template-owned ones marked."""
-    out = env.git(cfg.root, "diff", "--numstat", base, head, "--", ".", *NOT_CODE) or ""
+    out = env.git_output(cfg.root, "diff", "--numstat", base, head, "--", ".", *NOT_CODE) or ""
     files = []
     for line in out.splitlines():
         added, removed, path = line.split("\t", 2)
@@ -333,7 +336,7 @@ def changed_files(cfg: BenchConfig, base: str, head: str) -> list[dict[str, Any]
 
 def lock_versions(cfg: BenchConfig, commit: str) -> dict[str, str]:
     """Package -> version from uv.lock at a commit (empty when there is none)."""
-    text = env.git(cfg.root, "show", f"{commit}:uv.lock")
+    text = env.git_output(cfg.root, "show", f"{commit}:uv.lock")
     if not text:
         return {}
     try:
@@ -344,7 +347,7 @@ def lock_versions(cfg: BenchConfig, commit: str) -> dict[str, str]:
 
 
 def template_release(cfg: BenchConfig, commit: str) -> str | None:
-    text = env.git(cfg.root, "show", f"{commit}:.copier-answers.yml") or ""
+    text = env.git_output(cfg.root, "show", f"{commit}:.copier-answers.yml") or ""
     match = re.search(r"^_commit:\s*(\S+)", text, re.MULTILINE)
     return match.group(1) if match else None
 

@@ -76,9 +76,29 @@ def _jsonl_record(number: int, raw: bytes) -> dict[str, Any] | None:
     return record
 
 
+def convertible_source(path: Path) -> Path | None:
+    """The same data in another format beside a missing `path`: the file to convert after `data_format`
+    changed (an update, or the bundled data/sample.jsonl before `bench prepare-data` converted it)."""
+    others = [path.with_suffix(f".{kind}") for kind in FORMATS if f".{kind}" != path.suffix.lower()]
+    return next((c for c in [*others, path.parent / "sample.jsonl"] if c.is_file() and c != path), None)
+
+
+def missing_data(path: Path) -> DataError:
+    """Why the data file is missing, with the exact command when another format of it is there."""
+    source = convertible_source(path)
+    if source is None:
+        return DataError(f"{path} does not exist: put your data there, or point data_path at it")
+    return DataError(
+        f"{path} does not exist, but {source.name} does (data_format changed, e.g. by `copier update`): "
+        f"convert it with `uv run bench prepare-data`"
+    )
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every record of the file, in file order (jsonl, csv, or parquet read by DuckDB: no pyarrow)."""
     kind = format_of(path)
+    if not path.exists():
+        raise missing_data(path)
     try:
         if kind == "jsonl":
             with path.open("rb") as f:
@@ -87,7 +107,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             with path.open(encoding="utf-8", newline="") as f:
                 return [{k: _csv_value(v) for k, v in row.items()} for row in csv.DictReader(f)]
     except FileNotFoundError:
-        raise DataError(f"{path} does not exist: put your data there, or point data_path at it") from None
+        raise missing_data(path) from None
     except PermissionError:
         raise DataError(f"{path} cannot be read (permission denied): chmod u+r {path}") from None
     except UnicodeDecodeError as error:

@@ -32,7 +32,14 @@ import numpy as np
 from .._core.config import BenchConfig
 from .._results import registry, stats
 from .._results.analysis import connect, error_breakdown_sql, segment_columns
-from .._storage.store import column_names, latest_version, quote
+from .._storage.store import (
+    METRICS_MARKERS,
+    column_names,
+    foreign_rows_note,
+    harness_rows_sql,
+    latest_version,
+    quote,
+)
 
 MAX_PAIRS = 45  # 10 configurations; above that each configuration is compared with the best one
 MAX_SEGMENT_VALUES = 12  # more distinct values: numbers go into quartile bins, text keeps the top ones
@@ -137,7 +144,8 @@ def _prediction_column(db_path: Path, table: str, version: str, columns: list[st
         return "prediction"
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
         filled = con.execute(
-            f"SELECT 1 FROM {quote(table)} WHERE experiment_version = ? AND scored_prediction IS NOT NULL LIMIT 1",
+            f"SELECT 1 FROM {quote(table)} WHERE experiment_version = ? AND scored_prediction IS NOT NULL "
+            f"AND {harness_rows_sql(columns)} LIMIT 1",
             (version,),
         ).fetchone()
     return "scored_prediction" if filled else "prediction"
@@ -224,7 +232,7 @@ def load_source(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, columns: list[
                {labels}
                {params}{extra}
         FROM db.{quote(cfg.predictions_table)}
-        WHERE experiment_version = $version""",
+        WHERE experiment_version = $version AND {harness_rows_sql(columns)}""",
         {"version": version},
     )
     con.execute("SET sqlite_all_varchar = false")
@@ -323,7 +331,7 @@ def table_metrics(cfg: BenchConfig, db_path: Path, version: str, configs: list[C
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as sq:
         rows = sq.execute(
             f"SELECT config_id, {select} FROM {quote(cfg.metrics_table)} WHERE experiment_version = ? {original} "
-            "ORDER BY rowid",
+            f"AND {harness_rows_sql(present, METRICS_MARKERS)} ORDER BY rowid",
             (version,),
         ).fetchall()
     latest = {row[0]: row[1:] for row in rows}
@@ -565,6 +573,9 @@ def build(cfg: BenchConfig, db_path: Path, version: str | None = None) -> Report
     finally:
         con.close()
     data.notes = _notes(data)
+    foreign = foreign_rows_note(db_path, cfg.predictions_table)
+    if foreign:
+        data.notes.append(foreign + ".")
     return data
 
 

@@ -24,7 +24,15 @@ import duckdb
 
 from .._core.config import BenchConfig
 from .._storage import duck
-from .._storage.store import column_names, latest_version, quote
+from .._storage.store import (
+    METRICS_MARKERS,
+    PREDICTION_MARKERS,
+    column_names,
+    foreign_rows_note,
+    harness_rows_sql,
+    latest_version,
+    quote,
+)
 
 RECIPES_FILE = Path(__file__).with_name("recipes.sql")
 MAX_ROWS = 200
@@ -82,6 +90,8 @@ def resolve_recipes(cfg: BenchConfig, db_path: Path, version: str | None = None)
         "{metrics}": f"db.{quote(cfg.metrics_table)}",
         "{config}": ", ".join(quote(c) for c in params),
         "{version}": version.replace("'", "''"),
+        "{harness_rows}": harness_rows_sql(columns),
+        "{harness_metrics}": harness_rows_sql(sqlite_columns(db_path, cfg.metrics_table), METRICS_MARKERS),
     }
     resolved = []
     for recipe in load_recipes():
@@ -298,6 +308,15 @@ def print_recipes(cfg: BenchConfig, db_path: Path, out: TextIO = sys.stdout) -> 
     return 0
 
 
+def foreign_notes(cfg: BenchConfig, db_path: Path) -> list[str]:
+    """The notes on rows another tool logged into the harness's tables (none when there are none)."""
+    found = [
+        foreign_rows_note(db_path, cfg.predictions_table),
+        foreign_rows_note(db_path, cfg.metrics_table, METRICS_MARKERS),
+    ]
+    return [note for note in found if note]
+
+
 def export(
     cfg: BenchConfig,
     db_path: Path,
@@ -319,8 +338,10 @@ def export(
             if not columns:
                 continue
             where = ""
-            if version and "experiment_version" in columns:
+            if version and "experiment_version" in columns:  # one experiment: the harness's rows of it
+                markers = PREDICTION_MARKERS if table == cfg.predictions_table else METRICS_MARKERS
                 where = f" WHERE experiment_version = '{version.replace(chr(39), chr(39) * 2)}'"
+                where += f" AND {harness_rows_sql(columns, markers)}"
             for fmt in formats:
                 target = out_dir / f"{table}.{fmt}"
                 option = "(FORMAT PARQUET, COMPRESSION ZSTD)" if fmt == "parquet" else "(HEADER, DELIMITER ',')"

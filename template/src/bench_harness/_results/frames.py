@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._core.config import BenchConfig, load_config
-from .._storage.store import quote
+from .._storage.store import METRICS_MARKERS, PREDICTION_MARKERS, harness_rows_sql, quote
 from .analysis import connect, sqlite_columns
 
 VERSION = re.compile(r"^e(\d+)\.(\d+)\.(\d+)$")
@@ -54,7 +54,10 @@ def _rows(table: str, version: str | None, dev: bool, cfg: BenchConfig | None) -
     if version == "latest":
         versions = experiment_versions(cfg=cfg) if not dev else []
         version = versions[-1] if versions else None
-    where = " WHERE experiment_version = $version" if version else ""
+    where = ""
+    if version:  # one experiment: the harness's rows of it, never rows another tool logged in the table
+        markers = PREDICTION_MARKERS if table == "predictions" else METRICS_MARKERS
+        where = f" WHERE experiment_version = $version AND {harness_rows_sql(sqlite_columns(db_path, name), markers)}"
     con = connect(db_path)
     try:
         return con.execute(f"SELECT * FROM db.{quote(name)}{where}", {"version": version} if version else {}).df()

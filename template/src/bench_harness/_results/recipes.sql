@@ -7,6 +7,9 @@
 --   {config}                 every params_<field> column: one configuration per group
 --   {version}                the experiment version (the latest, or VERSION=e0.0.3)
 --   {segment}                a segmentation column: the recipe is repeated once per segmentation
+--   {harness_rows}           the row was written by the harness (rows logged into the table by other
+--                            tools, e.g. xetrack's own Tracker, have no config_id/cache_key: left out)
+--   {harness_metrics}        the same for the metrics table (config_id and experiment_version set)
 --
 -- These compare the stored `prediction` with `ground_truth` in SQL, as the guide does; the report
 -- (`make report`) applies scoring.parse_prediction instead and adds confidence intervals.
@@ -18,7 +21,7 @@ SELECT {config},
        AVG(latency) AS avg_latency,
        COUNT(*) AS n_predictions
 FROM {predictions}
-WHERE error IS NULL AND experiment_version = '{version}'
+WHERE error IS NULL AND experiment_version = '{version}' AND {harness_rows}
 GROUP BY ALL
 ORDER BY accuracy DESC;
 
@@ -26,7 +29,7 @@ ORDER BY accuracy DESC;
 -- Failed executions per configuration and error type (the guide's "errors by model").
 SELECT {config}, error_type, error, COUNT(*) AS count
 FROM {predictions}
-WHERE error IS NOT NULL AND experiment_version = '{version}'
+WHERE error IS NOT NULL AND experiment_version = '{version}' AND {harness_rows}
 GROUP BY ALL
 ORDER BY count DESC;
 
@@ -37,7 +40,7 @@ SELECT {config},
        COUNT(*) AS total,
        ROUND(100.0 * COUNT(CASE WHEN cache != '' THEN 1 END) / COUNT(*), 2) AS hit_rate
 FROM {predictions}
-WHERE experiment_version = '{version}'
+WHERE experiment_version = '{version}' AND {harness_rows}
 GROUP BY ALL;
 
 -- name: by_segment
@@ -46,7 +49,7 @@ SELECT {segment} AS segment, {config},
        COUNT(*) AS n,
        AVG(CASE WHEN CAST(prediction AS VARCHAR) = CAST(ground_truth AS VARCHAR) THEN 1.0 ELSE 0.0 END) AS accuracy
 FROM {predictions}
-WHERE error IS NULL AND experiment_version = '{version}'
+WHERE error IS NULL AND experiment_version = '{version}' AND {harness_rows}
 GROUP BY ALL
 ORDER BY segment, accuracy DESC;
 
@@ -58,7 +61,7 @@ SELECT {config},
        quantile_cont(latency, 0.95) AS p95,
        quantile_cont(latency, 0.99) AS p99
 FROM {predictions}
-WHERE error IS NULL AND cache = '' AND experiment_version = '{version}'
+WHERE error IS NULL AND cache = '' AND experiment_version = '{version}' AND {harness_rows}
 GROUP BY ALL;
 
 -- name: runs
@@ -68,9 +71,10 @@ SELECT experiment_version, phase, MIN(timestamp) AS started, COUNT(*) AS rows,
        COUNT(error) AS errors,
        COUNT(CASE WHEN cache != '' THEN 1 END) AS cache_hits
 FROM {predictions}
+WHERE {harness_rows}
 GROUP BY ALL
 ORDER BY started;
 
 -- name: metrics
 -- The metrics table of the version (rescored rows carry a scorer_version).
-SELECT * FROM {metrics} WHERE experiment_version = '{version}';
+SELECT * FROM {metrics} WHERE experiment_version = '{version}' AND {harness_metrics};

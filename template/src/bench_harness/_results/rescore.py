@@ -20,7 +20,7 @@ from typing import Any
 from .._core import env
 from .._core.config import BenchConfig
 from .._results import metrics as metrics_mod
-from .._storage.store import Store, latest_version, quote, timestamp, to_cell
+from .._storage.store import Store, harness_rows_sql, latest_version, quote, timestamp, to_cell
 
 CHUNK = 5_000
 
@@ -36,11 +36,17 @@ def scorer_version(parse: Callable[[dict], Any]) -> str:
 
 def rescore_rows(store: Store, table: str, version: str, parse: Callable[[dict], Any], tag: str) -> tuple[int, int]:
     """Write scored_prediction and scorer_version on every row of `version`; (rows, changed)."""
-    store.ensure_columns(table, [{"scored_prediction": "", "scorer_version": ""}])
+    # Typed like `prediction`: a TEXT column would turn a re-scored 1 into '1' (SQLite's type affinity).
+    declared = store.columns(table).get("prediction", "TEXT")
+    example = {"INTEGER": 0, "REAL": 0.0}.get(declared.upper(), "")
+    store.ensure_columns(table, [{"scored_prediction": example, "scorer_version": ""}])
     con = store.conn
     con.row_factory = sqlite3.Row
     total = changed = 0
-    cursor = con.execute(f"SELECT rowid AS _rid, * FROM {quote(table)} WHERE experiment_version = ?", (version,))
+    own = harness_rows_sql(store.columns(table))  # rows another tool logged in the table are not re-scored
+    cursor = con.execute(
+        f"SELECT rowid AS _rid, * FROM {quote(table)} WHERE experiment_version = ? AND {own}", (version,)
+    )
     updates = []
     while batch := cursor.fetchmany(CHUNK):
         for record in batch:
@@ -61,7 +67,9 @@ def rescore_metrics(cfg: BenchConfig, store: Store, version: str, parse: Callabl
     config_ids = [
         r[0]
         for r in store.query(
-            f"SELECT DISTINCT config_id FROM {quote(table)} WHERE experiment_version = ? ORDER BY 1", [version]
+            f"SELECT DISTINCT config_id FROM {quote(table)} WHERE experiment_version = ? "
+            f"AND {harness_rows_sql(store.columns(table))} ORDER BY 1",
+            [version],
         )
     ]
     written = []

@@ -101,6 +101,40 @@ def column_names(source: sqlite3.Connection | Path | str, table: str) -> list[st
         return list(column_types(con, table))
 
 
+# The columns every row the harness writes fills. A row without one of them was logged by something
+# else in the same table (xetrack's own `Tracker(db, table=...).log()`/`.track()`, a hand INSERT):
+# analysis ignores it, says how many there are, and never picks an experiment from it.
+PREDICTION_MARKERS = ("config_id", "cache_key", "experiment_version")
+METRICS_MARKERS = ("config_id", "experiment_version")
+FOREIGN_ROWS_NOTE = (
+    "{n} rows not written by the harness (e.g. xetrack Tracker logs): ignored here; keep them in a table of their own"
+)
+
+
+def harness_rows_sql(columns: Sequence[str] | set[str], markers: Sequence[str] = PREDICTION_MARKERS) -> str:
+    """SQL (SQLite and DuckDB): the row was written by the harness (FALSE when the table lacks a marker column)."""
+    present = set(columns)
+    if not set(markers) <= present:
+        return "FALSE"
+    return "(" + " AND ".join(f"{quote(name)} IS NOT NULL" for name in markers) + ")"
+
+
+def foreign_rows(db_path: Path | str, table: str, markers: Sequence[str] = PREDICTION_MARKERS) -> int:
+    """How many rows of `table` the harness did not write (0 when the database or table is missing)."""
+    columns = column_names(db_path, table)
+    if not columns:
+        return 0
+    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as con:
+        sql = f"SELECT COUNT(*) FROM {quote(table)} WHERE NOT {harness_rows_sql(columns, markers)}"
+        return int(con.execute(sql).fetchone()[0])
+
+
+def foreign_rows_note(db_path: Path | str, table: str, markers: Sequence[str] = PREDICTION_MARKERS) -> str | None:
+    """The one-line note commands print about rows not written by the harness, or None when there are none."""
+    n = foreign_rows(db_path, table, markers)
+    return FOREIGN_ROWS_NOTE.format(n=n) + f" (table {table})" if n else None
+
+
 def latest_version(db_path: Path | str, table: str, phase: str | None = None) -> str | None:
     """The most recent experiment version among the harness's own rows (config_id and cache_key set).
 
@@ -112,8 +146,7 @@ def latest_version(db_path: Path | str, table: str, phase: str | None = None) ->
     columns = set(column_names(db_path, table))
     if "experiment_version" not in columns:
         return None
-    conditions = ["experiment_version IS NOT NULL"]
-    conditions += [f"{name} IS NOT NULL" for name in ("config_id", "cache_key") if name in columns]
+    conditions = [harness_rows_sql(columns)]
     parameters: list[Any] = []
     if phase is not None:
         if "phase" not in columns:

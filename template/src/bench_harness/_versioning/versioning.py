@@ -79,7 +79,24 @@ def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 def relative(cfg: BenchConfig, path: Path) -> str:
-    return str(path.resolve().relative_to(cfg.root.resolve()))
+    """`path` relative to the project, as git and DVC name it: its folder resolved, not a symlink it is."""
+    located = path.parent.resolve() / path.name
+    try:
+        return str(located.relative_to(cfg.root.resolve()))
+    except ValueError:
+        raise VersioningError(f"{path} is outside the project: git and DVC version files inside {cfg.root}") from None
+
+
+def symlinked_database(cfg: BenchConfig) -> list[str]:
+    """A database that is a symlink cannot be versioned: `dvc add` would replace the link with a copy
+    (later experiments then write the copy, the file it pointed to goes stale)."""
+    if not uses_dvc(cfg) or not cfg.db_path.is_symlink():
+        return []
+    target, db = cfg.db_path.resolve(), cfg.db_path.name
+    return [
+        f"database: {db} is a symlink to {target}: DVC versions the file itself and would replace the link.",
+        f"  Keep the database in the project: rm {db} && mv {target} {db}  (or set [database] path in benchmark.toml)",
+    ]
 
 
 def data_folder(cfg: BenchConfig) -> Path:
@@ -162,7 +179,7 @@ def preflight(cfg: BenchConfig, options: ExperimentOptions) -> tuple[list[str], 
         )
     if uses_dvc(cfg) and not (cfg.root / ".dvc").exists():
         errors.append("dvc: not initialised: `uv run dvc init` (versioning standard/maximum)")
-    errors += database_mismatch(cfg)
+    errors += symlinked_database(cfg) or database_mismatch(cfg)
     if (journal := Journal.load(cfg)) is not None:
         notes.append(f"experiment {journal.version} was interrupted after `{journal.phase}`: `make experiment` ends it")
     elif (branch := env.git_branch(cfg.root)).startswith("experiment/"):
@@ -448,11 +465,32 @@ def clean_dvc_tmp(cfg: BenchConfig, before: float) -> list[str]:
     return removed
 
 
+DISK_FULL = ("No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]")
+
+
+def failure_cause(step: str, output: str) -> str | None:
+    """The real cause of a failed DVC step in one line with its fix, when it is one the user can repair.
+
+    DVC is run without --quiet (which hides its error lines): its output is captured and read here.
+    """
+    if any(marker in output for marker in DISK_FULL):
+        where = "the DVC remote" if step == "push" else "the project's disk (.dvc/cache)"
+        return (
+            f"`dvc {step}`: no space left on {where}. Free some space (df -h .), then re-run `make experiment`: "
+            "it completes the experiment without recomputing"
+        )
+    return None
+
+
 def dvc_step(cfg: BenchConfig, step: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """A DVC call that a crash test can interrupt while it runs (BENCH_FAULT=during:<step> / kill:<step>)."""
     fault = os.environ.get("BENCH_FAULT", "")
     if fault not in (f"during:{step}", f"kill:{step}"):
-        return dvc(cfg.root, *args, check=check)
+        done = dvc(cfg.root, *args, check=False)
+        if check and done.returncode != 0:
+            output = (done.stdout + done.stderr).strip()
+            raise VersioningError(failure_cause(args[0], output) or f"`dvc {' '.join(args)}` failed:\n{output}")
+        return done
     child = subprocess.Popen(
         [dvc_executable(), *args], cwd=cfg.root, env=tool_env(), stdin=subprocess.DEVNULL, pass_fds=tuple(HELD_LOCKS)
     )
@@ -465,9 +503,11 @@ def dvc_step(cfg: BenchConfig, step: str, *args: str, check: bool = True) -> sub
 
 def commit_results(cfg: BenchConfig, version: str) -> list[str]:
     """`dvc add` the database and commit its .dvc file (skipped when that commit exists already)."""
+    if refused := symlinked_database(cfg):
+        raise VersioningError("\n".join(refused))
     db = relative(cfg, cfg.db_path)
     clean_dvc_tmp(cfg, time.time())
-    dvc_step(cfg, "dvc-add", "add", "--quiet", db)
+    dvc_step(cfg, "dvc-add", "add", db)
     env.fault_point("dvc-add")
     tracked = [p for p in (f"{db}.dvc", ".gitignore") if (cfg.root / p).exists()]
     git(cfg.root, "add", "--", *tracked)
@@ -496,11 +536,12 @@ def unpushed(cfg: BenchConfig) -> bool:
 
 def push_all(cfg: BenchConfig) -> list[str]:
     """`dvc push` of the workspace and every tag (an earlier push may have been killed), then verified."""
-    pushed = dvc_step(cfg, "push", "push", "--quiet", "--all-tags", check=False)
+    pushed = dvc_step(cfg, "push", "push", "--all-tags", check=False)
     env.fault_point("push")
     if pushed.returncode == 0 and not unpushed(cfg):
         return [f"pushed data and results of every experiment to the DVC remote ({cfg.dvc_remote})"]
-    detail = (pushed.stderr or pushed.stdout).strip()[-800:]
+    output = (pushed.stdout + pushed.stderr).strip()
+    detail = failure_cause("push", output) or output[-800:]
     return [f"WARNING: the DVC remote lacks some experiments' data; `make push` retries:\n{detail}"]
 
 
