@@ -226,8 +226,10 @@ def test_minimal_versioning_every_command_works_with_git_only(minimal: Path) -> 
 
     done = make(minimal, "reproduce", f"TAG={first}")
     assert "not versioned" in done.stdout
-    assert git(minimal, "describe", "--tags", "--exact-match") == first
-    git(minimal, "switch", "--quiet", "main")
+    worktree = minimal / "reproductions" / first  # reproduce restores into a worktree; the project stays on main
+    assert git(worktree, "describe", "--tags", "--exact-match") == first
+    assert git(minimal, "branch", "--show-current") == "main"
+    git(minimal, "worktree", "remove", "--force", str(worktree))
 
 
 # -- issue 14: the experiment workflow is safe at every seam ------------------------------------------
