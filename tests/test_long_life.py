@@ -1,0 +1,191 @@
+"""Issue 13's end-to-end scenario: a benchmark's long life, from the previous release to today's.
+
+One slow test, the bar a user would set: render at commit 52a9c04 (the previous release, tagged
+v0.2.0 in a temporary clone; the working tree is v0.3.0, as in test_migrate_52a9c04.py) ->
+experiment -> `make update` -> experiment (0 computed) -> `make reproduce` and come back ->
+experiment (every version in the working database), then the manual way back (`git checkout
+<tag> && dvc checkout`, `git switch main`): refused with the exact fix, the fix, every version.
+
+Decision on "nothing changed" after an update: the update changed template-owned files (the
+harness), so the code that ran changed, and the experiment IS recorded (a new tag, every row a
+cache hit: the user's code, configurations and inputs did not change, so no result is recomputed).
+A later experiment with nothing changed at all records nothing.
+
+Every step's command, exit code, wall time and output go into a transcript, printed when the test
+fails (and written to $BENCH_SCENARIO_LOG when set, for the closing note).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE, run
+from test_migrate_52a9c04 import OLD_RELEASE
+from test_update import commit, copy_working_tree, git, render_release
+
+PACKAGE = "life"
+
+
+@pytest.fixture
+def releases(tmp_path: Path) -> Path:
+    """A clone of this repository: v0.2.0 = commit 52a9c04, v0.3.0 = the working tree (as test_migrate_52a9c04)."""
+    repo = tmp_path / "copier-benchmark"
+    run(tmp_path, "git", "clone", "--quiet", str(TEMPLATE), str(repo))
+    git(repo, "tag", "v0.2.0", OLD_RELEASE)
+    git(repo, "rm", "-r", "--quiet", ".")
+    copy_working_tree(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", "release v0.3.0")
+    git(repo, "tag", "v0.3.0")
+    return repo
+
+
+@dataclass
+class Transcript:
+    """What each step ran, how long it took and what it said."""
+
+    steps: list[str] = field(default_factory=list)
+
+    def run(self, project: Path, title: str, *command: str, check: bool = True, **env: str):
+        started = time.monotonic()
+        done = run(project, *command, check=False, **env)
+        seconds = time.monotonic() - started
+        self.steps.append(
+            f"## {title}\n$ {' '.join(command)}   # exit {done.returncode}, {seconds:.1f} s\n"
+            f"{done.stdout.rstrip()}\n{done.stderr.rstrip()}".rstrip()
+        )
+        if check and done.returncode != 0:
+            pytest.fail(f"{title}: `{' '.join(command)}` exited {done.returncode}")
+        return done
+
+    def make(self, project: Path, title: str, *targets: str, check: bool = True, **env: str):
+        return self.run(project, title, "make", "--no-print-directory", *targets, check=check, **env)
+
+    def note(self, title: str, text: str) -> None:
+        self.steps.append(f"## {title}\n{text}")
+
+    def text(self) -> str:
+        return "\n\n".join(self.steps) + "\n"
+
+
+def versions_in(db: Path) -> set[str]:
+    with sqlite3.connect(db) as con:
+        found = {r[0] for r in con.execute("SELECT DISTINCT experiment_version FROM metrics")}
+    con.close()
+    return found
+
+
+def tags(project: Path) -> list[str]:
+    return git(project, "tag", "-l", "e*", "--sort=version:refname").split()
+
+
+def computed(output: str, version: str) -> tuple[int, int, int]:
+    """(tasks, computed, cache hits) from the run's summary line."""
+    found = re.search(rf"^{re.escape(version)}: (\d+) tasks, (\d+) computed, (\d+) cache hits", output, re.M)
+    assert found, output
+    return int(found[1]), int(found[2]), int(found[3])
+
+
+@pytest.mark.slow
+def test_a_benchmark_lives_from_the_previous_release_to_today(releases: Path, tmp_path: Path) -> None:
+    log = Transcript()
+    try:
+        _scenario(releases, tmp_path, log)
+    finally:
+        print(log.text())
+        if os.environ.get("BENCH_SCENARIO_LOG"):
+            Path(os.environ["BENCH_SCENARIO_LOG"]).write_text(log.text())
+
+
+def _scenario(releases: Path, tmp_path: Path, log: Transcript) -> None:
+    started = time.monotonic()
+    project = render_release(releases, tmp_path / "project", "v0.2.0", {"project_name": PACKAGE}, tasks=True)
+    db = project / "benchmark.db"
+    log.note("render at 52a9c04 (v0.2.0)", f"{time.monotonic() - started:.1f} s; harness at src/{PACKAGE}/harness/")
+    assert (project / "src" / PACKAGE / "harness").is_dir() and not (project / "src" / "bench_harness").exists()
+
+    # 1. The first experiment, with the old release's harness: every row computed.
+    first = log.make(project, "experiment with the 52a9c04 harness", "experiment", "MESSAGE=first").stdout
+    assert "tagged e0.0.1" in first
+    tasks, fresh, _ = computed(first, "e0.0.1")
+    assert tasks > 0 and fresh == tasks
+    snapshot = tmp_path / "e0.0.1.db"
+    shutil.copy(db, snapshot)
+
+    # 2. `make update` to today's template; the user commits it (through the project's hooks).
+    update = log.make(project, "make update to the working tree (v0.3.0)", "update", "ARGS=--vcs-ref v0.3.0")
+    assert "_commit: v0.3.0" in (project / ".copier-answers.yml").read_text(), update.stdout
+    commit(project, "copier-benchmark 0.3.0", hooks=True)
+
+    # 3. The harness changed, the user's code did not: a new experiment is recorded, nothing recomputed.
+    second = log.make(project, "experiment after the update", "experiment", "MESSAGE=after the update").stdout
+    assert computed(second, "e0.0.2") == (tasks, 0, tasks), "every row a cache hit across the key formats"
+    assert "code: CHANGED since e0.0.1" in second, "the update is named as a code change"
+    assert "nothing changed" not in second and "tagged e0.0.2" in second
+    assert tags(project) == ["e0.0.1", "e0.0.2"]
+    latest = db.read_bytes()
+
+    # 4. Reproduce e0.0.1 into its own worktree; the working tree, its branch and its database never move.
+    done = log.make(project, "make reproduce TAG=e0.0.1", "reproduce", "TAG=e0.0.1").stdout
+    assert "untouched (still on main)" in done, done
+    worktree = project / "reproductions" / "e0.0.1"
+    assert git(worktree, "describe", "--tags", "--exact-match") == "e0.0.1"
+    assert dump(worktree / "benchmark.db") == dump(snapshot), "e0.0.1's database, row for row"
+    assert git(project, "branch", "--show-current") == "main" and db.read_bytes() == latest
+    assert git(project, "status", "--porcelain") == ""
+
+    # 5. Back (nothing to do): nothing changed since e0.0.2, and every version is in the working database.
+    third = log.make(project, "experiment after reproduce", "experiment").stdout
+    assert "nothing changed since e0.0.2" in third, third
+    assert tags(project) == ["e0.0.1", "e0.0.2"] and versions_in(db) == {"e0.0.1", "e0.0.2"}
+
+    # 6. The manual way back (issue 13 point 3): checkout of the tag and its database, then `git switch main`.
+    log.run(project, "git checkout e0.0.1", "git", "checkout", "--quiet", "e0.0.1")
+    log.run(project, "dvc checkout (e0.0.1's database)", "uv", "run", "--quiet", "dvc", "checkout", "--force")
+    log.run(project, "git switch main", "git", "switch", "--quiet", "main")
+    assert versions_in(db) == {"e0.0.1"}, "the stale database a manual checkout leaves"
+    refused = log.make(project, "experiment on a stale database", "experiment", check=False)
+    fix = "uv run dvc get . benchmark.db --rev e0.0.2 --out benchmark.db --force"
+    assert refused.returncode == 2 and fix in refused.stderr, refused.stderr
+    assert versions_in(db) == {"e0.0.1"}, "nothing appended to the stale database"
+    log.run(project, "the fix the refusal names", *fix.split())
+    fourth = log.make(project, "experiment after the fix", "experiment", "ARGS=--force-tag").stdout
+    assert computed(fourth, "e0.0.3") == (tasks, 0, tasks)
+    assert tags(project) == ["e0.0.1", "e0.0.2", "e0.0.3"]
+    assert versions_in(db) == {"e0.0.1", "e0.0.2", "e0.0.3"}, "every version in the working database"
+    assert git(project, "branch", "--show-current") == "main"
+    assert git(project, "status", "--porcelain") == ""
+    log.note("total", f"{time.monotonic() - started:.1f} s")
+
+
+def dump(db: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, in rowid order."""
+    with sqlite3.connect(db) as con:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        rows = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in names}
+    con.close()
+    return rows
+
+
+def test_the_update_drops_dvcs_data_line_only_where_the_template_writes_it(tmp_path: Path, monkeypatch) -> None:
+    """The before-0.3.0 migration behind step 2: without it, `make update` leaves markers in .gitignore."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("migrate", TEMPLATE / "migrations" / "migrate.py")
+    migrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migrate)
+    monkeypatch.chdir(tmp_path)
+    old = "*.db\nexports/\n"
+    Path(".gitignore").write_text(old + "/data\n")
+    Path(".copier-answers.yml").write_text("versioning: minimal\n")
+    assert not migrate.gitignore_data_line() and Path(".gitignore").read_text() == old + "/data\n"
+    Path(".copier-answers.yml").write_text("versioning: maximum\n")
+    assert migrate.gitignore_data_line() and Path(".gitignore").read_text() == old
+    assert not migrate.gitignore_data_line(), "idempotent"
