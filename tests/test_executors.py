@@ -53,7 +53,9 @@ TASKS = len(toy.sample_items()) * 2  # 12 items x 2 configurations
 
 def hung_project(root: Path, hang: set[int], die: set[int] = frozenset(), **run: object) -> Path:
     """The toy whose predict hangs on `hang` (and dies on `die`), with [run] settings replaced."""
-    toy.write_project(root, files={"predict": HUNG_PREDICT.format(hang=sorted(hang) or "set()", die=sorted(die) or "set()")})
+    toy.write_project(
+        root, files={"predict": HUNG_PREDICT.format(hang=sorted(hang) or "set()", die=sorted(die) or "set()")}
+    )
     config = root / "benchmark.toml"
     text = config.read_text()
     for key, value in run.items():
@@ -98,7 +100,9 @@ def test_a_hung_predict_becomes_a_timeout_row_and_the_run_goes_on(
         assert not [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"]
 
 
-def test_a_worker_process_that_dies_costs_its_task_an_error_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_process_that_dies_costs_its_task_an_error_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = hung_project(tmp_path / "toy", hang=set(), die={5})
     summary, _, recorded = run_in_process(root, monkeypatch, "processes", timeout=30)
     assert len(recorded) == TASKS
@@ -247,8 +251,12 @@ def children_of(pid: int) -> list[psutil.Process]:
 
 
 def gone(processes: list[psutil.Process], seconds: float = 5.0) -> bool:
+    """True when all of `processes` exited within `seconds` (any left are killed: a failing test leaves none)."""
     _, alive = psutil.wait_procs(processes, timeout=seconds)
-    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    left = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    for process in left:
+        process.kill()
+    return not left
 
 
 # (executor, signal, to the whole process group as a terminal's Ctrl-C is)

@@ -195,7 +195,8 @@ class LocalLLMServer(LocalHttpServer):
         if wait is not None:
             with self.lock:
                 self.requests += 1
-            return 429, {"Retry-After": f"{wait:.3f}"}, self.error("rate limit exceeded", authorization.removeprefix("Bearer "))
+            key = authorization.removeprefix("Bearer ")
+            return 429, {"Retry-After": f"{wait:.3f}"}, self.error("rate limit exceeded", key)
         fault = self.next_fault()
         key = authorization.removeprefix("Bearer ")
         if self.expected_key is not None:

@@ -44,8 +44,8 @@ from .._core.errors import API_TIMEOUT, RATE_LIMIT, TIMEOUT, UNKNOWN, BenchmarkE
 from .envelope import Envelope
 
 EXECUTORS = ("serial", "threads", "processes", "dask")
-POLL_SECONDS = 0.25
-RATE_LIMIT_RETRIES = 4  # under adaptive concurrency, a rate limit may be retried this many times max_retries  # how often the main thread looks for hung tasks (and a worker for its parent)
+POLL_SECONDS = 0.25  # how often the main thread looks for hung tasks (and a worker for its parent)
+RATE_LIMIT_RETRIES = 4  # under adaptive concurrency, a rate limit may be retried 4 x max_retries times
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,9 @@ class _ThreadWorkers:
     the main thread stays free to time it out, record rows and answer SIGTERM or Ctrl-C.
     """
 
-    def __init__(self, envelope: Envelope, tasks: Iterable[Task], policy: RetryPolicy, gate: AdaptiveConcurrency | None):
+    def __init__(
+        self, envelope: Envelope, tasks: Iterable[Task], policy: RetryPolicy, gate: AdaptiveConcurrency | None
+    ) -> None:
         self.envelope, self.policy, self.gate = envelope, policy, gate
         self.tasks = iter(tasks)
         self.rows: queue.SimpleQueue = queue.SimpleQueue()
