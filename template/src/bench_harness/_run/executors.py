@@ -468,8 +468,8 @@ class _ProcessWorker:
     def __init__(self, context: Any, envelope: Envelope, policy: RetryPolicy):
         self.connection, child = context.Pipe()
         self.process = context.Process(
-            target=_process_main, args=(child, envelope, policy, os.getpid()), name="bench-worker", daemon=True
-        )
+            target=_process_main, args=(child, envelope, policy, os.getpid()), name="bench-worker"
+        )  # not a daemon: predict() may start processes of its own; the run kills it, or it exits with the run
         self.process.start()
         child.close()
         self.pending: deque[Task] = deque()
