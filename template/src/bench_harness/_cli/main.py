@@ -365,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config()
         return COMMANDS[args.command](args, cfg)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (runner.py): the finished rows are recorded
+        print(f"bench {args.command}: interrupted; finished rows are recorded, run it again to resume", file=sys.stderr)
+        return 130
     except (DataError, OSError, sqlite3.Error) as error:
         message = plain_message(error)
         if message is None:

@@ -14,6 +14,11 @@ makes the server answer 401 to a request whose bearer key differs. `echo_key=Tru
 error body echo the bearer key the way careless servers do (whole, JSON-escaped, lower- and
 upper-cased, URL-encoded, and cut near a 300-character limit): the client must never let any of
 it through. `connect_delay` and `close_connections`: see local_http.py.
+
+A provider's limits, for the adaptive-concurrency benchmark: `rate_limit` (requests a second, a
+token bucket holding `rate_burst` requests, default a tenth of a second's worth) answers 429 with
+the Retry-After until the next free slot to a request above it, at once, as providers do;
+`latency_seconds` is how long every other answer takes. `rate_limited` counts the 429s.
 """
 
 from __future__ import annotations
@@ -132,9 +137,18 @@ class LocalLLMServer(LocalHttpServer):
         delay_seconds: float = 2.0,
         echo_key: bool = False,
         port: int = 0,
+        rate_limit: float = 0.0,
+        rate_burst: float | None = None,
+        latency_seconds: float = 0.0,
         **connection_options: Any,
     ):
         super().__init__(port, **connection_options)
+        self.rate_limit = rate_limit
+        self.rate_burst = max(1.0, rate_burst if rate_burst is not None else rate_limit / 10)
+        self.tokens = self.rate_burst
+        self.refilled = time.monotonic()
+        self.rate_limited = 0
+        self.latency_seconds = latency_seconds
         self.model = StandInModel(answers)
         self.faults: deque[str] = deque(faults)
         self.expected_key = expected_key
@@ -161,8 +175,28 @@ class LocalLLMServer(LocalHttpServer):
             return 404, {}, json_error(f"no route {path}")
         return self.complete(request, headers.get("authorization", ""))
 
+    def over_limit(self) -> float | None:
+        """Seconds until the token bucket has a request to spare, or None (and one is spent) when it has."""
+        if not self.rate_limit:
+            return None
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate_burst, self.tokens + (now - self.refilled) * self.rate_limit)
+            self.refilled = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return None
+            self.rate_limited += 1
+            return (1 - self.tokens) / self.rate_limit
+
     def complete(self, body: dict[str, Any], authorization: str) -> Response:
         """(status, headers, body) for one chat request, faults first."""
+        wait = self.over_limit()
+        if wait is not None:
+            with self.lock:
+                self.requests += 1
+            key = authorization.removeprefix("Bearer ")
+            return 429, {"Retry-After": f"{wait:.3f}"}, self.error("rate limit exceeded", key)
         fault = self.next_fault()
         key = authorization.removeprefix("Bearer ")
         if self.expected_key is not None:
@@ -183,6 +217,8 @@ class LocalLLMServer(LocalHttpServer):
             time.sleep(self.delay_seconds)
         if fault == "bad_json":
             return 200, {}, b"<html>gateway page</html>"
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
         if str(body.get("model")) not in ERROR_RATES:
             return 404, {}, self.error(f"model {body.get('model')!r} does not exist here", key)
         return 200, {}, json.dumps(self.model.complete(body)).encode()

@@ -34,7 +34,11 @@ class RunSettings:
     """How an experiment executes (the [run] section)."""
 
     executor: str = "serial"
-    workers: int = 4
+    workers: int = 4  # 0: the machine's cores; for threads with adaptive_concurrency, the most in flight
+    # A task that has not produced its row after this long becomes a TIMEOUT error row (0: no limit).
+    task_timeout_seconds: float = 600.0
+    # threads: grow the calls in flight while they succeed, back off on RATE_LIMIT / API_TIMEOUT (AIMD).
+    adaptive_concurrency: bool = True
     cache: bool = True
     log_system_params: bool = False
     max_retries: int = 3

@@ -21,6 +21,9 @@ INVALID_VALUE = "INVALID_VALUE"
 PARSE_ERROR = "PARSE_ERROR"
 CLIENT_ERROR = "CLIENT_ERROR"
 UNKNOWN = "UNKNOWN"
+# The harness's own: predict() did not return within [run] task_timeout_seconds. Not retried (the
+# call may still be running, abandoned), unlike an API_TIMEOUT the client reports.
+TIMEOUT = "TIMEOUT"
 
 TRANSIENT = frozenset({API_TIMEOUT, RATE_LIMIT, CONNECTION_ERROR, SERVER_ERROR})
 ALL_CATEGORIES = (
@@ -33,6 +36,7 @@ ALL_CATEGORIES = (
     PARSE_ERROR,
     CLIENT_ERROR,
     UNKNOWN,
+    TIMEOUT,
 )
 
 

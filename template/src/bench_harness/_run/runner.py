@@ -26,7 +26,7 @@ from .._core import env
 from .._core.config import BenchConfig
 from .._core.datafiles import check_items
 from .._run.envelope import Envelope, segment_values
-from .._run.executors import RetryPolicy, Task, get_executor
+from .._run.executors import RetryPolicy, Task, get_executor, resolve_workers
 from .._run.monitor import SystemMonitor
 from .._run.progress import Progress
 from .._storage import keys
@@ -407,8 +407,10 @@ def _compute(
         envelope,
         tasks,
         policy,
-        workers=options.workers or run_settings.workers,
+        workers=resolve_workers(options.workers if options.workers is not None else run_settings.workers),
         scheduler=options.scheduler,
+        timeout=run_settings.task_timeout_seconds,
+        adaptive=run_settings.adaptive_concurrency,
     )
     digests, task_keys = plan.digests, plan.keys
     try:
