@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
             help_text = "the rows' version (run: next e* tag; retry-errors: the latest)"
             p.add_argument("--experiment-version", default=None, help=help_text)
         p.add_argument("--limit", type=int, default=None, help="run on the first N items only")
-        p.add_argument("--executor", choices=EXECUTORS, default=None, help="override benchmark.toml's executor")
+        p.add_argument("--executor", choices=list(EXECUTORS), default=None, help="override benchmark.toml's executor")
         p.add_argument("--workers", type=int, default=None, help="threads/processes/dask workers")
         p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a LocalCluster)")
         p.add_argument("--no-cache", action="store_true", help="recompute even what is cached")

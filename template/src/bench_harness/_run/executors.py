@@ -47,7 +47,6 @@ from .._storage import keys
 from .envelope import Envelope
 from .workercode import StaleCode, ensure_code
 
-EXECUTORS = ("serial", "threads", "processes", "dask")
 POLL_SECONDS = 0.25  # how often the main thread looks for hung tasks (and a worker for its parent)
 RATE_LIMIT_RETRIES = 4  # under adaptive concurrency, a rate limit may be retried 4 x max_retries times
 
@@ -716,8 +715,16 @@ def run_dask(
             cluster.close()
 
 
+# The executors `--executor` and benchmark.toml's [run] executor accept: a new one is a function here.
+EXECUTORS: dict[str, Callable[..., Iterator[tuple[int, dict]]]] = {
+    "serial": run_serial,
+    "threads": run_threads,
+    "processes": run_processes,
+    "dask": run_dask,
+}
+
+
 def get_executor(name: str) -> Callable[..., Iterator[tuple[int, dict]]]:
-    runners = {"serial": run_serial, "threads": run_threads, "processes": run_processes, "dask": run_dask}
-    if name not in runners:
+    if name not in EXECUTORS:
         raise SystemExit(f"Unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
-    return runners[name]
+    return EXECUTORS[name]
