@@ -482,7 +482,10 @@ class _ProcessWorker:
         if not self.pending:
             self.since = time.monotonic()
         self.pending.extend(chunk)
-        self.connection.send(list(chunk))
+        try:
+            self.connection.send(list(chunk))
+        except OSError:  # it died after its last rows: its end of the pipe reads EOF next, and it is replaced
+            pass
 
     def receive(self) -> list[tuple[int, dict]]:
         rows = self.connection.recv()
