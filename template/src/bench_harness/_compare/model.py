@@ -219,7 +219,7 @@ def dvc_cached_database(cfg: BenchConfig, version: str) -> Path | None:
         relative = cfg.db_path.resolve().relative_to(cfg.root.resolve())
     except ValueError:
         return None
-    pointer = env.git(cfg.root, "show", f"{version}:{relative}.dvc")
+    pointer = env.git_output(cfg.root, "show", f"{version}:{relative}.dvc")
     match = re.search(r"md5:\s*([0-9a-f]{32})", pointer or "")
     if not match:
         return None
@@ -312,14 +312,16 @@ def _side(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, db_path: Path, versi
 def _commit_of(cfg: BenchConfig, side: Side) -> str | None:
     """The code commit the rows recorded when git knows it, else the experiment's tag."""
     for ref in (side.commit, side.version):
-        if ref and ref != "uncommitted" and env.git(cfg.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"):
+        if not ref or ref == "uncommitted":
+            continue
+        if env.git_output(cfg.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"):
             return ref
     return None
 
 
 def changed_files(cfg: BenchConfig, base: str, head: str) -> list[dict[str, Any]]:
     """Files changed between two commits with their line counts; template-owned ones marked."""
-    out = env.git(cfg.root, "diff", "--numstat", base, head, "--", ".", *NOT_CODE) or ""
+    out = env.git_output(cfg.root, "diff", "--numstat", base, head, "--", ".", *NOT_CODE) or ""
     files = []
     for line in out.splitlines():
         added, removed, path = line.split("\t", 2)
@@ -333,7 +335,7 @@ def changed_files(cfg: BenchConfig, base: str, head: str) -> list[dict[str, Any]
 
 def lock_versions(cfg: BenchConfig, commit: str) -> dict[str, str]:
     """Package -> version from uv.lock at a commit (empty when there is none)."""
-    text = env.git(cfg.root, "show", f"{commit}:uv.lock")
+    text = env.git_output(cfg.root, "show", f"{commit}:uv.lock")
     if not text:
         return {}
     try:
@@ -344,7 +346,7 @@ def lock_versions(cfg: BenchConfig, commit: str) -> dict[str, str]:
 
 
 def template_release(cfg: BenchConfig, commit: str) -> str | None:
-    text = env.git(cfg.root, "show", f"{commit}:.copier-answers.yml") or ""
+    text = env.git_output(cfg.root, "show", f"{commit}:.copier-answers.yml") or ""
     match = re.search(r"^_commit:\s*(\S+)", text, re.MULTILINE)
     return match.group(1) if match else None
 

@@ -111,7 +111,7 @@ def uncommitted_files(root: Path) -> list[str]:
 
 def git_dir(root: Path) -> Path | None:
     """The repository's own folder (.git, or a worktree's folder under it): state no commit should hold."""
-    found = git(root, "rev-parse", "--absolute-git-dir")
+    found = git_output(root, "rev-parse", "--absolute-git-dir")
     return Path(found) if found else None
 
 
