@@ -108,3 +108,15 @@ def test_every_kind_renders_ruff_clean_python(kind: str, rendered_static) -> Non
         assert done.returncode == 0, f"ruff {' '.join(command)}:\n{done.stdout}{done.stderr}"
     for path in project.rglob("*.py"):
         compiles(path)
+
+
+def test_the_pre_commit_ruff_hook_skips_the_harness_only(plain: Path) -> None:
+    """The hook skips the template-owned harness (this file checks it) and lints every file of the user's."""
+    import yaml
+
+    config = yaml.safe_load((plain / ".pre-commit-config.yaml").read_text())
+    ruff_hook = next(hook for repo in config["repos"] for hook in repo["hooks"] if hook["id"] == "ruff")
+    skipped = re.compile(ruff_hook["exclude"])
+    python_files = [path.relative_to(plain).as_posix() for path in plain.rglob("*.py")]
+    harness = {path for path in python_files if path.startswith("src/bench_harness/") or "/test_harness_" in path}
+    assert harness and {path for path in python_files if skipped.search(path)} == harness
