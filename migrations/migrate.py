@@ -166,7 +166,10 @@ HARNESS_MOVED_TO = {
     "versioning": "bench_harness._versioning.versioning",
 }
 COMPAT_MARKER = "Compatibility re-exports written by copier-benchmark's 0.3.0 migration"
-COMPAT_MODULE = '''"""{marker}: `{old}` moved to `{new}`.
+COMPAT_MODULE = '''"""{marker}.
+
+Moved: `{old}`
+    to `{new}`.
 
 Your files written before template 0.3.0 import `.harness.{name}` (src/<package>/harness/ was the
 harness); this module keeps them working, unchanged, so their code version (the cache identity)

@@ -10,8 +10,10 @@ These tests ran inside every rendered project (template/tests/test_harness_run.p
 issue 12: they test the harness, not the user's code, so they now run once, here. The rendered
 project keeps a smoke run on a slice of its own data (template/tests/test_harness_smoke.py.jinja).
 
-The toy's predict is old-style (full rows) until the harness owns the row envelope (_run/envelope.py):
-the wrappers below add "error"/"error_type" to a full row. OLD_STYLE_PREDICT goes when it lands.
+The toy's predict is new-style (tests/toy.py PREDICT): it returns the prediction and the raw output,
+or raises, and the harness owns the row envelope (_run/envelope.py); the wrappers below fail by raising
+BenchmarkError with a category. Old-style full rows are tested in tests/test_envelope.py (and one here:
+their error rows are not cached either).
 """
 
 from __future__ import annotations
@@ -30,38 +32,11 @@ import pytest
 import toy
 from xetrack import Reader
 
-# An old-style predict (the full row) for the runner as it is before the envelope lands.
-OLD_STYLE_PREDICT = '''
-"""Toy predict, old style: the full row. The label is the parity of x; one model knows it, one says 0."""
-
-from __future__ import annotations
-
-import time
-from typing import Any
-
-from bench_harness import INVALID_VALUE, segment_fields
-
-PREDICT_VERSION: str | None = None
-
-
-def predict(item: dict[str, Any], params: Any) -> dict[str, Any]:
-    started = time.perf_counter()
-    row = {"input_id": item.get("input_id"), "prediction": None, "raw_response": None,
-           "ground_truth": item.get("label"), "latency": 0.0, "error": None, "error_type": None}
-    if not isinstance(item.get("x"), int):
-        row.update(error=f"x is not an int: {item.get('x')!r}", error_type=INVALID_VALUE)
-    else:
-        value = (item["x"] + params.offset) % 2 if params.model_name == "parity" else 0
-        row.update(prediction=value, raw_response=f"answer={value}")
-    row["latency"] = time.perf_counter() - started
-    return {**row, **segment_fields(item)}
-'''
-
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The toy benchmark, activated (BENCH_ROOT, sys.path), with the old-style predict."""
-    root = toy.write_project(tmp_path / "toy", files={"predict": OLD_STYLE_PREDICT})
+    """The toy benchmark, activated (BENCH_ROOT, sys.path), with its new-style predict."""
+    root = toy.write_project(tmp_path / "toy")
     yield from toy.activate(root, monkeypatch)
 
 
@@ -72,19 +47,21 @@ H = SimpleNamespace()
 @pytest.fixture(autouse=True)
 def h(project: Path) -> SimpleNamespace:
     """Fill H with the harness modules and the toy's, imported after activation (fresh for each test)."""
+    from toy_bench import predict as predict_module
+    from toy_bench.data import load_items
+    from toy_bench.params import grid
+
+    from bench_harness import BenchmarkError
     from bench_harness._results import metrics
     from bench_harness._run import runner
     from bench_harness._run.progress import Progress
     from bench_harness._storage import keys
     from bench_harness._storage.duck import ensure_sqlite_extension
     from bench_harness._storage.store import Store
-    from toy_bench import predict as predict_module
-    from toy_bench.data import load_items
-    from toy_bench.params import grid
 
     H.__dict__.update(
         metrics=metrics, runner=runner, Progress=Progress, keys=keys, ensure_sqlite_extension=ensure_sqlite_extension,
-        Store=Store, predict_module=predict_module, load_items=load_items, grid=grid,
+        Store=Store, predict_module=predict_module, load_items=load_items, grid=grid, BenchmarkError=BenchmarkError,
     )  # fmt: skip
     return H
 
@@ -163,13 +140,17 @@ def test_editing_predict_invalidates_the_cache(config, monkeypatch: pytest.Monke
     assert summary.computed == len(H.load_items()) * len(H.grid())
 
 
-def test_errors_are_never_cached(config) -> None:
+@pytest.mark.parametrize("style", ["raises", "old-style error row"])
+def test_errors_are_never_cached(config, style: str) -> None:
     failing = H.load_items()[0]["input_id"]
 
     def flaky(item, params):
-        if item["input_id"] == failing:
-            return {**H.predict_module.predict(item, params), "error": "boom", "error_type": "INVALID_VALUE"}
-        return H.predict_module.predict(item, params)
+        if item["input_id"] != failing:
+            return H.predict_module.predict(item, params)
+        if style == "raises":
+            raise H.BenchmarkError("boom", "INVALID_VALUE")
+        full_row = {"input_id": item["input_id"], "ground_truth": item["label"], "latency": 0.0}
+        return {**H.predict_module.predict(item, params), **full_row, "error": "boom", "error_type": "INVALID_VALUE"}
 
     H.runner.run(config, H.runner.RunOptions(experiment_version="t1", **QUIET), predict_fn=flaky)
     calls: list = []
@@ -228,7 +209,7 @@ def test_a_transient_error_is_retried_then_succeeds_and_is_not_cached(config) ->
     def flaky(item, params):
         calls.append(item["input_id"])
         if item["input_id"] == flaky_id and calls.count(flaky_id) == 1:
-            return {**H.predict_module.predict(item, params), "error": "timed out", "error_type": "API_TIMEOUT"}
+            raise H.BenchmarkError("timed out", "API_TIMEOUT")
         return H.predict_module.predict(item, params)
 
     summary = H.runner.run(config, H.runner.RunOptions(experiment_version="t1", **QUIET), predict_fn=flaky)
@@ -265,7 +246,7 @@ def test_a_permanent_error_is_recorded_once_and_not_retried(config) -> None:
     def bad_item(item, params):
         calls.append(item["input_id"])
         if item["input_id"] == failing:
-            return {**H.predict_module.predict(item, params), "error": "no text", "error_type": "MISSING_FIELD"}
+            raise H.BenchmarkError("no text", "MISSING_FIELD")
         return H.predict_module.predict(item, params)
 
     summary = H.runner.run(config, H.runner.RunOptions(experiment_version="t1", **QUIET), predict_fn=bad_item)
@@ -316,7 +297,7 @@ def test_retry_errors_recomputes_only_the_error_rows(config) -> None:
 
     def broken(item, params):
         if item["input_id"] == failing:
-            return {**H.predict_module.predict(item, params), "error": "bad value", "error_type": "INVALID_VALUE"}
+            raise H.BenchmarkError("bad value", "INVALID_VALUE")
         return H.predict_module.predict(item, params)
 
     H.runner.run(config, H.runner.RunOptions(experiment_version="t1", **QUIET), predict_fn=broken)
@@ -341,15 +322,16 @@ def _with_rowid(config, version: str) -> list[dict]:
 
 def test_every_row_carries_its_configuration_its_run_and_the_harness_columns(config) -> None:
     """What the writer stores: a configuration's shared columns (stored once per run, joined in
-    SQLite) on each of its rows, an error row's extra column on that row only, the harness's own
-    columns even when predict() returns the same names, and cache hits copied the same way."""
+    SQLite) on each of its rows, an error row's extra column (its traceback) on that row only, the
+    harness's own columns even when predict() returns (or fails with) the same names, and cache hits
+    copied the same way."""
     failing = H.load_items()[0]["input_id"]
+    clash = {"track_id": "predict's", "cache_key": "predict's"}
 
     def clashing(item, params):
-        row = {**H.predict_module.predict(item, params), "track_id": "predict's", "cache_key": "predict's"}
         if item["input_id"] == failing:
-            row.update(error="bad value", error_type="INVALID_VALUE", traceback="line 1")
-        return row
+            raise H.BenchmarkError("bad value", "INVALID_VALUE", **clash)
+        return {**H.predict_module.predict(item, params), **clash}
 
     first = H.runner.run(config, H.runner.RunOptions(experiment_version="t1", **QUIET), predict_fn=clashing)
     again = H.runner.run(config, H.runner.RunOptions(experiment_version="t2", **QUIET))
@@ -366,7 +348,9 @@ def test_every_row_carries_its_configuration_its_run_and_the_harness_columns(con
             assert {k: row[k] for k in summary.metadata} == summary.metadata
             assert row["cache_key"] == H.keys.key_prefix(row["code_version"], row["config_id"]) + row["input_digest"]
             assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", row["timestamp"]), row["timestamp"]
-            assert (row["traceback"] == "line 1") == (row["input_id"] == failing and summary is first)
+            failed_here = row["input_id"] == failing and summary is first
+            assert (row["traceback"] is not None) == failed_here
+            assert ("bad value" in row["traceback"]) if failed_here else True
         hits = [row for row in rows if row["cache"]]
         assert len(hits) == (summary.cache_hits if summary is again else 0)
     copied = {(r["config_id"], r["input_id"]): r for r in rows_of(config, "t1")}

@@ -1,15 +1,22 @@
 """Kind manifests (kinds/<kind>/kind.yml) and the metric registry drive copier.yml and the kind-dependent files.
 
 Renders without tasks (about 2 s each). The strongest check is a regression one: every kind renders the same
-pyproject.toml, benchmark.toml and params.py as at commit a24cac9 (before manifests), but for the keys this
-change adds on purpose.
+pyproject.toml, benchmark.toml and params.py VALUES as at commit a24cac9 (before manifests), but for the
+differences listed below, each added on purpose by a change merged since (compared as values, not text, so a
+reformatting of the template does not count as a difference).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import json
+import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,12 +25,35 @@ from conftest import TEMPLATE, render
 
 BEFORE_MANIFESTS = "a24cac9"
 KINDS = sorted(path.parent.name for path in (TEMPLATE / "kinds").glob("*/kind.yml"))
-# What this change adds to every render on purpose.
+PACKAGE = Path("src") / "my_benchmark"
+
+# -- the intended differences since a24cac9, each with the change that made it ----------------------------
+# registry: the metric registry is YAML; a kind's manifest adds its own packages (llm: the OpenAI SDK, clients).
 ADDED_DEPENDENCIES = {"pyyaml>=6"}
 ADDED_KEYS = {("data", "ground_truth"), ("analysis", "correct"), ("analysis", "quality")}
 # Added and changed since, on purpose (issues 14 and 16: task timeouts, adaptive concurrency, workers by executor).
 ADDED_KEYS |= {("run", "task_timeout_seconds"), ("run", "adaptive_concurrency")}
 CHANGED_KEYS = {("run", "workers")}
+# browse/notebook: `make browse` (Datasette) and `make notebook` (marimo) are optional extras.
+ADDED_EXTRAS = {"browse", "notebook"}
+# envelope: bench_harness is an isort section of its own; answers: params.py may hold long values (E501).
+ADDED_RUFF_LINT_TABLES = {"isort", "per-file-ignores"}
+# versioning/report: reports/ and reproductions/ are outputs, data/ is DVC's (the parquet line is subsumed).
+ADDED_IGNORES = {"reports/", "reproductions/", "/data"}
+REMOVED_IGNORES = {"reports/**/*.parquet"}
+# ci: the workflow; notebook: the marimo notebook; pyramid: the harness's own tests left the generated
+# project (they run in-process in the template's tests), a smoke test stays.
+ADDED_FILES = {
+    Path(".github/workflows/benchmark.yml"),
+    Path("notebooks/analysis.py"),
+    Path("tests/test_harness_smoke.py"),
+}
+REMOVED_FILES = {Path("tests/test_harness_run.py"), Path("tests/test_harness_versioning.py")}
+# clients: the llm and throughput kinds' local stand-in servers moved into the harness (bench_harness._clients).
+REMOVED_KIND_FILES = {"llm": {PACKAGE / "local_server.py"}, "throughput": {PACKAGE / "local_server.py"}}
+# answers: answer values are Markdown-escaped in EXPERIMENT_PLAN.md; compare: the plan gained a power section.
+POWER_SECTION = re.compile(r"## Statistical power:.*?<!-- power:end -->", re.DOTALL)
+MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")
 
 
 def has_commit(ref: str) -> bool:
@@ -52,9 +82,20 @@ def toml(path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_pyproject_is_unchanged_but_for_the_registry_dependency(kind: str, before: dict, after: dict) -> None:
     old, new = toml(before[kind] / "pyproject.toml"), toml(after[kind] / "pyproject.toml")
+    manifest = yaml.safe_load((TEMPLATE / "kinds" / kind / "kind.yml").read_text())
+    intended = ADDED_DEPENDENCIES | set(manifest.get("dependencies", {}).get("packages", []))
     added = set(new["project"]["dependencies"]) - set(old["project"]["dependencies"])
-    assert added == ADDED_DEPENDENCIES
-    new["project"]["dependencies"] = [d for d in new["project"]["dependencies"] if d not in ADDED_DEPENDENCIES]
+    assert added == intended - set(old["project"]["dependencies"])
+    new["project"]["dependencies"] = [d for d in new["project"]["dependencies"] if d not in added]
+    extras = new["project"]["optional-dependencies"]
+    assert ADDED_EXTRAS <= set(extras)
+    for extra in ADDED_EXTRAS - set(old["project"].get("optional-dependencies", {})):
+        extras.pop(extra)
+    lint = new["tool"]["ruff"]["lint"]
+    assert lint["isort"]["sections"] == {"harness": ["bench_harness"]}
+    assert lint["isort"]["known-first-party"] == ["my_benchmark"]
+    for table in ADDED_RUFF_LINT_TABLES:
+        lint.pop(table)
     assert new == old
 
 
@@ -74,13 +115,56 @@ def test_benchmark_toml_is_unchanged_but_for_the_kind_scoring(kind: str, before:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_params_and_kind_files_are_unchanged(kind: str, before: dict, after: dict) -> None:
-    package = Path("src") / "my_benchmark"
-    for name in (package / "params.py", "data/sample.jsonl", ".gitignore", "EXPERIMENT_PLAN.md"):
-        assert (after[kind] / name).read_text() == (before[kind] / name).read_text(), name
-    old_files = {p.relative_to(before[kind]) for p in before[kind].rglob("*") if ".git" not in p.parts}
-    new_files = {p.relative_to(after[kind]) for p in after[kind].rglob("*") if ".git" not in p.parts}
+    assert params_values(after[kind] / PACKAGE / "params.py") == params_values(before[kind] / PACKAGE / "params.py")
+    assert jsonl(after[kind] / "data/sample.jsonl") == jsonl(before[kind] / "data/sample.jsonl")
+    old_ignores, new_ignores = ignore_lines(before[kind] / ".gitignore"), ignore_lines(after[kind] / ".gitignore")
+    assert (new_ignores - old_ignores, old_ignores - new_ignores) == (ADDED_IGNORES, REMOVED_IGNORES)
+    assert plan_text(after[kind] / "EXPERIMENT_PLAN.md") == plan_text(before[kind] / "EXPERIMENT_PLAN.md")
+    old_files, new_files = project_files(before[kind]), project_files(after[kind])
     added_harness_files = {p for p in new_files - old_files if p.parts[:2] == ("src", "bench_harness")}
-    assert new_files - added_harness_files == old_files
+    removed = REMOVED_FILES | REMOVED_KIND_FILES.get(kind, set())
+    assert (new_files - added_harness_files) - old_files == ADDED_FILES
+    assert old_files - new_files == removed
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def params_values(path: Path) -> dict[str, Any]:
+    """What params.py means: its fields with types and defaults, its grid, and how it rounds floats."""
+    module = load_module(path, f"_params_{abs(hash(path))}")
+    fields = [(f.name, str(f.type), f.default) for f in dataclasses.fields(module.Params)]
+    floats = [f.name for f in dataclasses.fields(module.Params) if str(f.type) == "float"]
+    rounded = {name: getattr(module.Params(**{name: 0.1 + 0.2 + 1e-9}), name) for name in floats}
+    grid = [dataclasses.astuple(p) for p in module.grid()]
+    return {"fields": fields, "grid": grid, "GRID": module.GRID, "rounded": rounded}
+
+
+def jsonl(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ignore_lines(path: Path) -> set[str]:
+    return {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+
+def plan_text(path: Path) -> str:
+    """The plan without the power section and without Markdown escapes, blank-line runs collapsed."""
+    text = MARKDOWN_ESCAPE.sub(r"\1", POWER_SECTION.sub("", path.read_text()))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def project_files(root: Path) -> set[Path]:
+    return {p.relative_to(root) for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -59,13 +59,15 @@ def test_every_kind_renders_its_own_sources(rendered_static, kind: str) -> None:
     project = rendered_static({"kind": kind})
     package = project / "src" / "my_benchmark"
     assert config_of(project)["project"]["kind"] == kind
-    for name in ("predict.py", "data.py", "scoring.py"):
-        assert (package / name).read_text() == (TEMPLATE / "kinds" / kind / name).read_text() + "\n"
+    for name in ("predict.py", "data.py", "scoring.py"):  # verbatim: no extra blank line (ruff format-clean)
+        assert (package / name).read_text() == (TEMPLATE / "kinds" / kind / name).read_text()
+    if has_kind_test := kind in ("llm", "throughput", "embeddings"):
+        kind_test = (project / "tests" / f"test_{kind}_kind.py").read_text()
+        assert kind_test == (TEMPLATE / "kinds" / kind / "test_kind.py").read_text()
     assert (project / "data" / "sample.jsonl").stat().st_size > 0
     defaults = yaml.safe_load((TEMPLATE / "kinds" / kind / "kind.yml").read_text())["metrics"]["default"]
     assert set(config_of(project)["analysis"]["metrics"]) == set(defaults)
     assert not (package / "local_server.py").exists(), "the stand-in servers are template-owned (bench_harness)"
-    has_kind_test = kind in ("llm", "throughput", "embeddings")
     assert (project / "tests" / f"test_{kind}_kind.py").is_file() == has_kind_test
     assert (project / "pricing.toml").is_file() == (kind == "llm")
     assert f"## This benchmark's kind: {kind}" in (project / "README.md").read_text()

@@ -105,7 +105,11 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
     xt = run(project, "uv", "run", "xt", "head", db.name, "--table", preds, "--engine", engine, "--n", "3")
     assert "input_id" in xt.stdout
 
-    second = make(project, "experiment")
+    # The same experiment again records nothing (no tag); forced, it is one of cache hits only.
+    again = make(project, "experiment")
+    assert "nothing changed since e0.0.1" in again.stdout, again.stdout
+    assert run(project, "git", "-C", str(project), "tag", "-l", "e*").stdout.split() == ["e0.0.1"]
+    second = make(project, "experiment", "ARGS=--force-tag")
     assert " 0 computed" in second.stdout, second.stdout
     assert count(db, f"SELECT COUNT(*) FROM \"{preds}\" WHERE cache = ''") == len(computed)
     # each experiment is tagged; at maximum versioning it ran on its own branch, and main is checked out again

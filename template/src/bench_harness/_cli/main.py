@@ -328,9 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--message", default="", help="the tag message (default: generated from the results)")
             p.add_argument("--name", default="", help="maximum versioning: branch experiment/<name> (default: version)")
             p.add_argument("--no-push", action="store_true", help="do not `dvc push` after tagging")
-            p.add_argument(
-                "--force-tag", action="store_true", help="record a new experiment even when nothing changed"
-            )
+            p.add_argument("--force-tag", action="store_true", help="record a new experiment even when nothing changed")
     _add_preflight_flags(sub.add_parser("preflight", help=COMMANDS["preflight"].__doc__))
     p = sub.add_parser("check-schema", help=COMMANDS["check-schema"].__doc__)
     p.add_argument("--rename", action="append", metavar="OLD=NEW", help="rename a params_ column in place")

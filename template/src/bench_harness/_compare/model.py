@@ -314,8 +314,9 @@ def _side(con: duckdb.DuckDBPyConnection, cfg: BenchConfig, db_path: Path, versi
 def _commit_of(cfg: BenchConfig, side: Side) -> str | None:
     """The code commit the rows recorded when git knows it, else the experiment's tag."""
     for ref in (side.commit, side.version):
-        known = ref and ref != "uncommitted" and env.git_output(cfg.root, "rev-parse", "--verify", f"{ref}^{{commit}}")
-        if known:
+        if not ref or ref == "uncommitted":
+            continue
+        if env.git_output(cfg.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"):
             return ref
     return None
 

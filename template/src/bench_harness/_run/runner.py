@@ -262,9 +262,7 @@ def _check_invalidated(store: Store, table: str, plan: Plan, code: str, recomput
     recorded = store.identities_by_key_version(table, code, plan.config_ids)
     trusted = set().union(*(ids for version, ids in recorded.items() if version not in keys.INVALIDATED))
     planned = set(plan.identities) - trusted
-    counts = {
-        version: len(ids & planned) for version, ids in sorted(recorded.items()) if version in keys.INVALIDATED
-    }
+    counts = {version: len(ids & planned) for version, ids in sorted(recorded.items()) if version in keys.INVALIDATED}
     affected = len(set().union(*(recorded[version] for version in counts)) & planned)
     if not affected:
         return
