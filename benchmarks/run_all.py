@@ -198,8 +198,12 @@ def raw_executemany(source: Path, table: str, version: str, indexes: bool) -> tu
     """
     with sqlite3.connect(source) as con:
         schema = con.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
-        index_sql = [r[0] for r in con.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))]
+        index_sql = [
+            r[0]
+            for r in con.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)
+            )
+        ]
         cursor = con.execute(f'SELECT * FROM "{table}" WHERE experiment_version = ?', (version,))
         columns = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
@@ -250,11 +254,15 @@ def recording_rows(
     """The recording targets, from each rate's best round."""
     best = {name: max(r[name] for r in rounds) for name in rounds[0]}  # each rate's best round
     width = int(best.pop("columns"))
-    print(f"guide per-row pattern ({args.guide_rows:,} rows): {best['guide']:,.0f} rows/s, "
-          f"re-run {best['guide_rerun']:,.0f} rows/s")
-    print(f"harness serial run ({args.rows:,} rows, {width} columns): {best['harness']:,.0f} rows/s; "
-          f"raw executemany of the same rows into the same table: {best['raw']:,.0f} rows/s "
-          f"(into a table without indexes: {best['bare']:,.0f} rows/s = {best['harness'] / best['bare']:.0%})")
+    print(
+        f"guide per-row pattern ({args.guide_rows:,} rows): {best['guide']:,.0f} rows/s, "
+        f"re-run {best['guide_rerun']:,.0f} rows/s"
+    )
+    print(
+        f"harness serial run ({args.rows:,} rows, {width} columns): {best['harness']:,.0f} rows/s; "
+        f"raw executemany of the same rows into the same table: {best['raw']:,.0f} rows/s "
+        f"(into a table without indexes: {best['bare']:,.0f} rows/s = {best['harness'] / best['bare']:.0%})"
+    )
     print(f"fully cached re-run ({args.rows:,} rows): {best['cached']:,.0f} rows/s")
     return [
         ("recording vs guide per-row", best["harness"] / best["guide"], 50.0),
@@ -272,8 +280,10 @@ def api_rows(h: Harness, args: argparse.Namespace, results: list[tuple[str, floa
     os.environ["PERF_ITEMS"] = str(args.api_rows)
     seconds, summary = h.run("api-threads.db", "t1", executor="threads", workers=32, cache=False)
     threads_rate = summary.computed / seconds
-    print(f"simulated API, 50 ms: serial ({args.api_serial_rows:,} rows) {serial_rate:,.1f} rows/s, "
-          f"threads x32 ({args.api_rows:,} rows) {threads_rate:,.1f} rows/s")
+    print(
+        f"simulated API, 50 ms: serial ({args.api_serial_rows:,} rows) {serial_rate:,.1f} rows/s, "
+        f"threads x32 ({args.api_rows:,} rows) {threads_rate:,.1f} rows/s"
+    )
     results.append(("API threads x32 vs serial", threads_rate / serial_rate, 20.0))
     h.predict.API_LATENCY = 0.0
 
@@ -311,9 +321,11 @@ def rate_limited_llm(h: Harness, rows: int, limit: float) -> list[tuple[str, flo
         h.predict.LLM = False
         os.environ.pop("LLM_BASE_URL", None)
     (rate, failed, limited), (fixed_rate, fixed_failed, fixed_limited) = measured[True], measured[False]
-    print(f"rate-limited LLM stand-in ({limit:g} requests/s, 50 ms, {rows:,} requests): adaptive (max 32) "
-          f"{rate:,.1f} rows/s = {rate / limit:.0%} of the limit, {failed} failed rows, {limited:,} 429s; "
-          f"fixed 32 threads {fixed_rate:,.1f} good rows/s, {fixed_failed} failed rows, {fixed_limited:,} 429s")
+    print(
+        f"rate-limited LLM stand-in ({limit:g} requests/s, 50 ms, {rows:,} requests): adaptive (max 32) "
+        f"{rate:,.1f} rows/s = {rate / limit:.0%} of the limit, {failed} failed rows, {limited:,} 429s; "
+        f"fixed 32 threads {fixed_rate:,.1f} good rows/s, {fixed_failed} failed rows, {fixed_limited:,} 429s"
+    )
     return [
         ("adaptive LLM rate / limit", rate / limit, 0.90),
         ("adaptive LLM rows without error", (rows - failed) / rows, 1.0),
@@ -332,9 +344,11 @@ def cpu_processes(h: Harness, items: int) -> list[tuple[str, float, float]]:
         assert summary.computed == items, summary
     finally:
         h.predict.CPU_LOOPS = 0
-    print(f"CPU-bound predict (~2 ms, {items:,} items, {calibrated:,} loops): serial "
-          f"{serial:.2f}s, 2 processes {parallel:.2f}s on {os.cpu_count()} cores (load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())})")
+    print(
+        f"CPU-bound predict (~2 ms, {items:,} items, {calibrated:,} loops): serial "
+        f"{serial:.2f}s, 2 processes {parallel:.2f}s on {os.cpu_count()} cores (load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())})"
+    )
     return [("CPU 2 processes vs serial", serial / parallel, 1.7)]
 
 
@@ -349,7 +363,10 @@ def main() -> int:
     parser.add_argument("--llm-rate", type=float, default=100.0, help="the stand-in's rate limit (requests/s)")
     parser.add_argument("--cpu-items", type=int, default=1_500, help="items of the CPU-bound (~2 ms) predict")
     parser.add_argument(
-        "--sections", nargs="+", default=["recording", "llm", "cpu"], choices=["recording", "llm", "cpu"],
+        "--sections",
+        nargs="+",
+        default=["recording", "llm", "cpu"],
+        choices=["recording", "llm", "cpu"],
         help="which measures to run (recording includes the simulated API)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")

@@ -195,9 +195,7 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(MOVED_TO), name)
 '''
 # `from .harness.errors import`, `from .harness import keys`, `pkg.harness.errors`, `f"{PACKAGE}.harness.errors"`
-HARNESS_REFERENCE = re.compile(
-    r"\.harness(?:\.(?P<module>[A-Za-z_]\w*)|\s+import\s+\(?\s*(?P<names>[A-Za-z_][\w, ]*))"
-)
+HARNESS_REFERENCE = re.compile(r"\.harness(?:\.(?P<module>[A-Za-z_]\w*)|\s+import\s+\(?\s*(?P<names>[A-Za-z_][\w, ]*))")
 
 
 def harness_references(files: Sequence[Path]) -> set[str]:
@@ -246,8 +244,10 @@ def harness_compat(package_name: str | None = None) -> list[Path]:
         target.write_text(text, encoding="utf-8")
         written.append(target)
     if written:
-        say(f"the harness is now bench_harness; {folder}/ re-exports what your files import from it: "
-            + ", ".join(path.stem for path in written))
+        say(
+            f"the harness is now bench_harness; {folder}/ re-exports what your files import from it: "
+            + ", ".join(path.stem for path in written)
+        )
     return written
 
 

@@ -63,9 +63,28 @@ with open(sys.argv[1], "w") as handle:  # not stdout: DuckDB may print a progres
 """
 
 VOLATILE = {
-    "track_id", "timestamp", "function_time", "latency", "latency_p50", "latency_p95", "latency_p99",
-    "latency_mean", "experiment_version", "cache", "code_commit", "git_branch", "git_dirty", "data_commit",
-    "python_version", "os", "hostname", "packages", "cpu", "memory_percent", "p_memory_percent", "disk_percent",
+    "track_id",
+    "timestamp",
+    "function_time",
+    "latency",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "latency_mean",
+    "experiment_version",
+    "cache",
+    "code_commit",
+    "git_branch",
+    "git_dirty",
+    "data_commit",
+    "python_version",
+    "os",
+    "hostname",
+    "packages",
+    "cpu",
+    "memory_percent",
+    "p_memory_percent",
+    "disk_percent",
 }
 SYSTEM = ("cpu", "memory_percent", "p_memory_percent", "disk_percent")
 
@@ -79,8 +98,11 @@ def project(rendered) -> Path:
         predict.write_text(predict.read_text() + WRAPPER)
     toml = root / "benchmark.toml"
     text = toml.read_text()
-    for old, new in (("write_batch_size = 10000", "write_batch_size = 10"), ("write_interval_seconds = 1.0",
-                     "write_interval_seconds = 0.2"), ("log_system_params = false", "log_system_params = true")):
+    for old, new in (
+        ("write_batch_size = 10000", "write_batch_size = 10"),
+        ("write_interval_seconds = 1.0", "write_interval_seconds = 0.2"),
+        ("log_system_params = false", "log_system_params = true"),
+    ):
         text = text.replace(old, new)
     toml.write_text(text)
     run(root, "uv", "sync", "--quiet", "--extra", "dask")
@@ -120,8 +142,9 @@ def tables(project: Path, versions: list[str]) -> dict[str, dict[str, list[dict]
 
 def test_sigkill_mid_run_then_resume_records_each_prediction_once(project: Path) -> None:
     command = [".venv/bin/bench", "run", "--quiet", "--executor", "serial", "--experiment-version", "k1"]
-    process = subprocess.Popen(command, cwd=project, env=project_env(RUNNER_SLEEP="0.02"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=project, env=project_env(RUNNER_SLEEP="0.02"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         written = 0
@@ -166,11 +189,19 @@ def test_every_executor_records_the_same_tables_as_serial(project: Path, engine:
     scheduler = None
     if engine == "duckdb":  # Dask once (a cluster costs seconds): through --scheduler, as on a real cluster
         scheduler = subprocess.Popen(
-            [".venv/bin/python", "-c", "from dask.distributed import LocalCluster; import time; "
-             "c = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol='tcp', "
-             "dashboard_address=None); "
-             "print(c.scheduler_address, flush=True); time.sleep(600)"],
-            cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                ".venv/bin/python",
+                "-c",
+                "from dask.distributed import LocalCluster; import time; "
+                "c = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol='tcp', "
+                "dashboard_address=None); "
+                "print(c.scheduler_address, flush=True); time.sleep(600)",
+            ],
+            cwd=project,
+            env=project_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
     try:
         runs = [("threads", []), ("processes", ["--workers", "2"])]

@@ -300,8 +300,16 @@ def test_one_experiment_at_a_time_and_the_version_is_claimed_once(standard: Path
     with lock_path.open("a+") as held:  # a running experiment, as its lock file names it
         fcntl.flock(held, fcntl.LOCK_EX)
         held.truncate(0)
-        held.write(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "command": "bench experiment",
-                               "started": "2026-01-01T00:00:00"}))
+        held.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": os.uname().nodename,
+                    "command": "bench experiment",
+                    "started": "2026-01-01T00:00:00",
+                }
+            )
+        )
         held.flush()
         refused = make(project, "experiment", check=False)
     assert refused.returncode == 2
@@ -310,18 +318,31 @@ def test_one_experiment_at_a_time_and_the_version_is_claimed_once(standard: Path
 
     before = tags(project)
     command = ["make", "--no-print-directory", "experiment", "ARGS=--force-tag"]
-    both = [subprocess.Popen(command, cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True) for _ in range(2)]
+    both = [
+        subprocess.Popen(
+            command,
+            cwd=project,
+            env=project_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=600) for p in both]
     codes = sorted(p.returncode for p in both)
     assert codes[0] == 0, outputs
-    new = tags(project)[len(before):]
+    new = tags(project)[len(before) :]
     assert len(new) == len(set(new)) == codes.count(0), (new, codes, outputs)
     db = project / "benchmark.db"
     for version in new:  # never two experiments' rows under one version
         assert query(db, f"SELECT COUNT(*) FROM metrics WHERE experiment_version = '{version}'") == [(3,)]
-        counts = query(db, f"SELECT COUNT(*), COUNT(DISTINCT config_id || input_id) FROM predictions "
-                           f"WHERE experiment_version = '{version}'")
+        counts = query(
+            db,
+            f"SELECT COUNT(*), COUNT(DISTINCT config_id || input_id) FROM predictions "
+            f"WHERE experiment_version = '{version}'",
+        )
         assert counts[0][0] == counts[0][1]
     if codes[1] != 0:
         assert "another experiment is running" in "".join(out[1] for out in outputs)
@@ -429,14 +450,35 @@ def test_rescore_rows_carry_code_commit_and_preflight_never_compares_with_none(t
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=toy, capture_output=True, text=True)
     with Store(cfg.db_path) as store:  # an experiment's rows, as the runner records them
         rows = [
-            {"track_id": "t", "timestamp": 1.0, "input_id": str(i), "config_id": "c1", "experiment_version": "e0.0.1",
-             "phase": "experiment", "params_model_name": "parity", "prediction": i % 2, "raw_response": str(i % 2),
-             "ground_truth": i % 2, "error": None, "latency": 0.01, "cache_key": f"k{i}"}
+            {
+                "track_id": "t",
+                "timestamp": 1.0,
+                "input_id": str(i),
+                "config_id": "c1",
+                "experiment_version": "e0.0.1",
+                "phase": "experiment",
+                "params_model_name": "parity",
+                "prediction": i % 2,
+                "raw_response": str(i % 2),
+                "ground_truth": i % 2,
+                "error": None,
+                "latency": 0.01,
+                "cache_key": f"k{i}",
+            }
             for i in range(6)
         ]
         store.insert("predictions", rows)
-        store.insert("metrics", [{"experiment_version": "e0.0.1", "config_id": "c1", "accuracy": 1.0,
-                                  "code_commit": commit.stdout.strip()}])
+        store.insert(
+            "metrics",
+            [
+                {
+                    "experiment_version": "e0.0.1",
+                    "config_id": "c1",
+                    "accuracy": 1.0,
+                    "code_commit": commit.stdout.strip(),
+                }
+            ],
+        )
     rescore.rescore(cfg, cfg.db_path, "e0.0.1", parse=lambda row: row.get("prediction"))
     rows = query(cfg.db_path, "SELECT code_commit FROM metrics WHERE scorer_version IS NOT NULL")
     assert rows and all(code not in (None, "") for (code,) in rows)

@@ -127,19 +127,32 @@ def parse_prediction(row: dict[str, Any]) -> Any:
 
 def sample_items(n: int = 12) -> list[dict[str, Any]]:
     """Items whose label is the parity of x, with a difficulty segment."""
-    return [{"input_id": i, "x": i * 7, "label": (i * 7) % 2, "difficulty": "hard" if i % 3 else "easy"} for i in range(n)]
+    return [
+        {"input_id": i, "x": i * 7, "label": (i * 7) % 2, "difficulty": "hard" if i % 3 else "easy"} for i in range(n)
+    ]
 
 
-def write_project(root: Path, *, engine: str = "sqlite", items: list[dict[str, Any]] | None = None,
-                  files: dict[str, str] | None = None) -> Path:
+def write_project(
+    root: Path,
+    *,
+    engine: str = "sqlite",
+    items: list[dict[str, Any]] | None = None,
+    files: dict[str, str] | None = None,
+) -> Path:
     """Write benchmark.toml, the toy package and its data under `root`; `files` overrides module sources."""
     import json
 
     package = root / "src" / PACKAGE
     package.mkdir(parents=True, exist_ok=True)
     (root / "benchmark.toml").write_text(BENCHMARK_TOML.format(package=PACKAGE, engine=engine))
-    sources = {"__init__": '"""Toy benchmark."""\n', "params": PARAMS, "predict": PREDICT, "data": DATA,
-               "scoring": SCORING, **(files or {})}
+    sources = {
+        "__init__": '"""Toy benchmark."""\n',
+        "params": PARAMS,
+        "predict": PREDICT,
+        "data": DATA,
+        "scoring": SCORING,
+        **(files or {}),
+    }
     for name, source in sources.items():
         (package / f"{name}.py").write_text(textwrap.dedent(source).lstrip())
     data = root / "data" / "sample.jsonl"
@@ -151,7 +164,12 @@ def write_project(root: Path, *, engine: str = "sqlite", items: list[dict[str, A
 def forget_modules() -> None:
     """Drop imported toy and harness modules and the harness's per-process caches."""
     for name in list(sys.modules):
-        if name == PACKAGE or name.startswith(PACKAGE + ".") or name == "bench_harness" or name.startswith("bench_harness."):
+        if (
+            name == PACKAGE
+            or name.startswith(PACKAGE + ".")
+            or name == "bench_harness"
+            or name.startswith("bench_harness.")
+        ):
             del sys.modules[name]
     importlib.invalidate_caches()
 
