@@ -32,6 +32,7 @@ test-fast: install ## for development: in-process harness tests and static rende
 
 lint: install ## ruff on the template repository and the rendered harness
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 benchmark: install ## performance figures (ratios measured in one run)
 	$(PY) benchmarks/run_all.py
