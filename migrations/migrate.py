@@ -23,7 +23,6 @@ Usage, from copier.yml (the working directory is the project):
     migrate.py rename-answer OLD NEW     the key OLD of .copier-answers.yml becomes NEW
     migrate.py move OLD_PATH NEW_PATH    a file or folder moves (`git mv` when git tracks it)
     migrate.py harness-compat            (after 0.3.0's update) re-exports for the old harness imports
-    migrate.py gitignore-data-line       (before 0.3.0's update) drop the `/data` line DVC appended to .gitignore
 
 Paths may contain `{package_name}` (or any other answer in braces), read from the answers file,
 so a migration can move `src/{package_name}/old.py`.
@@ -251,31 +250,6 @@ def harness_compat(package_name: str | None = None) -> list[Path]:
     return written
 
 
-DVC_DATA_LINE = "/data"
-
-
-def gitignore_data_line(gitignore: Path = Path(".gitignore")) -> bool:
-    """Drop the `/data` line `dvc add data` appended to .gitignore (from the index too); return whether it did.
-
-    Why: from 0.3.0 the template's .gitignore writes that line itself (so `copier recopy` keeps it). A
-    project rendered before has it as the user's own last line, and the new template changed the lines
-    around it: the update's 3-way merge leaves conflict markers in .gitignore. Without the line the
-    user's .gitignore is the old template's, and the update writes the new one, `/data` included.
-    Only at versioning standard/maximum (minimal has no DVC and the template writes no such line).
-    """
-    if answers().get("versioning", "standard") == "minimal" or not gitignore.is_file():
-        return False
-    lines = gitignore.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.rstrip("\r\n") != DVC_DATA_LINE]
-    if len(kept) == len(lines):
-        return False
-    gitignore.write_text("".join(kept))
-    if git_tracks(gitignore):  # copier reads the user's changes from the index
-        subprocess.run(["git", "add", "--", str(gitignore)], check=True, capture_output=True)
-    say(f"{gitignore}: DVC's `{DVC_DATA_LINE}` line is now the template's own: the update writes it back")
-    return True
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="operation", required=True)
@@ -286,14 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     moving.add_argument("old")
     moving.add_argument("new")
     sub.add_parser("harness-compat", help="0.3.0: re-export modules for files importing the old src/<pkg>/harness/")
-    sub.add_parser("gitignore-data-line", help="before 0.3.0: drop DVC's /data line, the template writes it now")
     args = parser.parse_args(argv)
     if args.operation == "rename-answer":
         rename_answer(args.old, args.new)
     elif args.operation == "harness-compat":
         harness_compat()
-    elif args.operation == "gitignore-data-line":
-        gitignore_data_line()
     else:
         move(expand(args.old), expand(args.new))
     return 0

@@ -34,6 +34,12 @@ ADDED_KEYS = {("data", "ground_truth"), ("analysis", "correct"), ("analysis", "q
 # Added and changed since, on purpose (issues 14 and 16: task timeouts, adaptive concurrency, workers by executor).
 ADDED_KEYS |= {("run", "task_timeout_seconds"), ("run", "adaptive_concurrency")}
 CHANGED_KEYS = {("run", "workers")}
+# weight (issue 17): no pyarrow (Parquet through DuckDB), plain xetrack (diskcache unused), pandas below 3,
+# an honest Python range (numpy<2 has no wheels past 3.12); a kind's own extras (embeddings:
+# sentence-transformers) and [tool.uv] settings come from its manifest.
+REPLACED_DEPENDENCIES = {"xetrack[cache]==0.7.0": "xetrack==0.7.0", "pandas>=2.0": "pandas>=2.0,<3"}
+REMOVED_DEPENDENCY_PREFIXES = ("pyarrow",)
+REQUIRES_PYTHON = ">=3.11,<3.13"
 # browse/notebook: `make browse` (Datasette) and `make notebook` (marimo) are optional extras.
 ADDED_EXTRAS = {"browse", "notebook"}
 # envelope: bench_harness is an isort section of its own; answers: params.py may hold long values (E501).
@@ -84,13 +90,25 @@ def test_pyproject_is_unchanged_but_for_the_registry_dependency(kind: str, befor
     old, new = toml(before[kind] / "pyproject.toml"), toml(after[kind] / "pyproject.toml")
     manifest = yaml.safe_load((TEMPLATE / "kinds" / kind / "kind.yml").read_text())
     intended = ADDED_DEPENDENCIES | set(manifest.get("dependencies", {}).get("packages", []))
+    old["project"]["dependencies"] = [
+        REPLACED_DEPENDENCIES.get(d, d)
+        for d in old["project"]["dependencies"]
+        if not d.startswith(REMOVED_DEPENDENCY_PREFIXES)
+    ]
     added = set(new["project"]["dependencies"]) - set(old["project"]["dependencies"])
     assert added == intended - set(old["project"]["dependencies"])
     new["project"]["dependencies"] = [d for d in new["project"]["dependencies"] if d not in added]
+    assert new["project"]["requires-python"] == REQUIRES_PYTHON
+    new["project"]["requires-python"] = old["project"]["requires-python"]
     extras = new["project"]["optional-dependencies"]
     assert ADDED_EXTRAS <= set(extras)
     for extra in ADDED_EXTRAS - set(old["project"].get("optional-dependencies", {})):
         extras.pop(extra)
+    for extra in manifest.get("dependencies", {}).get("extras", {}):
+        extras.pop(extra)
+    if "uv" in manifest:  # the kind's [tool.uv] settings, from its manifest
+        new["tool"].pop("uv", None)
+        old["tool"].pop("uv", None)
     lint = new["tool"]["ruff"]["lint"]
     assert lint["isort"]["sections"] == {"harness": ["bench_harness"]}
     assert lint["isort"]["known-first-party"] == ["my_benchmark"]

@@ -172,20 +172,3 @@ def dump(db: Path) -> dict[str, list[tuple]]:
         rows = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in names}
     con.close()
     return rows
-
-
-def test_the_update_drops_dvcs_data_line_only_where_the_template_writes_it(tmp_path: Path, monkeypatch) -> None:
-    """The before-0.3.0 migration behind step 2: without it, `make update` leaves markers in .gitignore."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("migrate", TEMPLATE / "migrations" / "migrate.py")
-    migrate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(migrate)
-    monkeypatch.chdir(tmp_path)
-    old = "*.db\nexports/\n"
-    Path(".gitignore").write_text(old + "/data\n")
-    Path(".copier-answers.yml").write_text("versioning: minimal\n")
-    assert not migrate.gitignore_data_line() and Path(".gitignore").read_text() == old + "/data\n"
-    Path(".copier-answers.yml").write_text("versioning: maximum\n")
-    assert migrate.gitignore_data_line() and Path(".gitignore").read_text() == old
-    assert not migrate.gitignore_data_line(), "idempotent"
