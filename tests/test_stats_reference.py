@@ -52,7 +52,10 @@ def test_holm_matches_statsmodels(p: list[float]) -> None:
 def test_binomial_cdf_and_ppf_match_scipy(n: int, p: float, q: float) -> None:
     k = int(q * n)
     assert stats.binom_cdf(k, n, p) == pytest.approx(sps.binom.cdf(k, n, p), rel=1e-7, abs=1e-12)
-    assert stats.binom_ppf(q, n, p) == int(sps.binom.ppf(q, n, p))
+    ours, expected = stats.binom_ppf(q, n, p), int(sps.binom.ppf(q, n, p))
+    # A tie (P(X <= k) == q exactly, e.g. n=255, p=q=0.5): scipy's rounding may step past k; k is right.
+    tie = ours == expected - 1 and abs(sps.binom.cdf(ours, n, p) - q) < 1e-9
+    assert ours == expected or tie, (ours, expected)
 
 
 @FAST
