@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from copier import run_copy
+from filelock import FileLock
 from hypothesis import settings as hypothesis_settings
 
 # Property tests draw the same examples on every run (CI must not turn red on a new random draw);
@@ -27,8 +29,6 @@ from hypothesis import settings as hypothesis_settings
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, database=None)
 hypothesis_settings.register_profile("explore", deadline=None)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-from copier import run_copy
-from filelock import FileLock
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
