@@ -161,26 +161,7 @@ def test_errors_are_never_cached(config, style: str) -> None:
 
 
 # Columns that legitimately differ between two runs of the same predictions.
-VOLATILE = {
-    "track_id",
-    "timestamp",
-    "function_time",
-    "latency",
-    "experiment_version",
-    "cache",
-    "code_commit",
-    "git_branch",
-    "git_dirty",
-    "data_commit",
-    "python_version",
-    "os",
-    "hostname",
-    "packages",
-    "cpu",
-    "memory_percent",
-    "p_memory_percent",
-    "disk_percent",
-}
+VOLATILE = toy.RUN_VOLATILE_COLUMNS
 
 
 def fast_retries(config, **run: Any):

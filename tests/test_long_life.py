@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, run
-from test_migrate_52a9c04 import OLD_RELEASE
-from test_update import commit, copy_working_tree, git, render_release
+from conftest import run
+from test_migrate_52a9c04 import clone_with_releases
+from test_update import commit, git, render_release
 
 PACKAGE = "life"
 
@@ -36,15 +36,7 @@ PACKAGE = "life"
 @pytest.fixture
 def releases(tmp_path: Path) -> Path:
     """A clone of this repository: v0.2.0 = commit 52a9c04, v0.3.0 = the working tree (as test_migrate_52a9c04)."""
-    repo = tmp_path / "copier-benchmark"
-    run(tmp_path, "git", "clone", "--quiet", str(TEMPLATE), str(repo))
-    git(repo, "tag", "v0.2.0", OLD_RELEASE)
-    git(repo, "rm", "-r", "--quiet", ".")
-    copy_working_tree(repo)
-    git(repo, "add", "-A")
-    git(repo, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", "release v0.3.0")
-    git(repo, "tag", "v0.3.0")
-    return repo
+    return clone_with_releases(tmp_path)
 
 
 @dataclass

@@ -36,7 +36,12 @@ USER_FILES = [
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clone of this repository: v0.2.0 = commit 52a9c04, v0.3.0 = the working tree."""
-    repo = tmp_path_factory.mktemp("releases52") / "copier-benchmark"
+    return clone_with_releases(tmp_path_factory.mktemp("releases52"))
+
+
+def clone_with_releases(parent: Path) -> Path:
+    """A clone of this repository in `parent`: tag v0.2.0 = commit 52a9c04, tag v0.3.0 = the working tree."""
+    repo = parent / "copier-benchmark"
     subprocess.run(["git", "clone", "--quiet", str(TEMPLATE), str(repo)], check=True)
     git(repo, "tag", "v0.2.0", OLD_RELEASE)
     git(repo, "rm", "-r", "--quiet", ".")

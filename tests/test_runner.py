@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import toy
 from conftest import make, project_env, run
 
 PACKAGE = "runbench"
@@ -62,30 +63,7 @@ with open(sys.argv[1], "w") as handle:  # not stdout: DuckDB may print a progres
     json.dump(out, handle)
 """
 
-VOLATILE = {
-    "track_id",
-    "timestamp",
-    "function_time",
-    "latency",
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "latency_mean",
-    "experiment_version",
-    "cache",
-    "code_commit",
-    "git_branch",
-    "git_dirty",
-    "data_commit",
-    "python_version",
-    "os",
-    "hostname",
-    "packages",
-    "cpu",
-    "memory_percent",
-    "p_memory_percent",
-    "disk_percent",
-}
+VOLATILE = toy.RUN_VOLATILE_COLUMNS | {"latency_p50", "latency_p95", "latency_p99", "latency_mean"}
 SYSTEM = ("cpu", "memory_percent", "p_memory_percent", "disk_percent")
 
 

@@ -213,3 +213,28 @@ def record_experiments(root: Path, monkeypatch: Any, versions: tuple[str, ...] =
             metrics.log_metrics(cfg, summary)
         return cfg.db_path
     raise AssertionError("unreachable")
+
+
+# Columns that legitimately differ between two runs of the same predictions (time, run, machine).
+RUN_VOLATILE_COLUMNS = frozenset(
+    {
+        "track_id",
+        "timestamp",
+        "function_time",
+        "latency",
+        "experiment_version",
+        "cache",
+        "code_commit",
+        "git_branch",
+        "git_dirty",
+        "data_commit",
+        "python_version",
+        "os",
+        "hostname",
+        "packages",
+        "cpu",
+        "memory_percent",
+        "p_memory_percent",
+        "disk_percent",
+    }
+)
