@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, project_env, render
+from conftest import VENV_BIN, render, run
 
 
 def documented_xt_commands(readme: str) -> list[list[str]]:
@@ -52,28 +52,12 @@ def test_documented_xt_commands_read_without_changing_the_database(
     db = project / "benchmark.db"
     shutil.copy(harness_db, db)
     before = fingerprint(db)
+    outputs = []
     for command in commands:
-        done = subprocess.run(
-            [str(VENV_BIN / "xt"), *command],
-            cwd=project,
-            env=project_env(),
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"xt {' '.join(command)}: {done.stderr[-2000:]}"
+        outputs.append(run(project, str(VENV_BIN / "xt"), *command, timeout=120).stdout)
         assert fingerprint(db) == before, f"xt {' '.join(command)} changed the database"
-    listed = subprocess.run(
-        [str(VENV_BIN / "xt"), *commands[3]],
-        cwd=project,
-        env=project_env(),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    assert "e0.0.1" in listed.stdout and "e0.0.2" in listed.stdout, listed.stdout
+    listed = outputs[3]  # xt ls ... experiment_version --unique
+    assert "e0.0.1" in listed and "e0.0.2" in listed, listed
 
 
 def test_xt_without_table_would_have_written_a_default_table(tmp_path: Path, harness_db: Path) -> None:

@@ -150,11 +150,16 @@ def package_versions() -> str:
     return json.dumps(versions, sort_keys=True)
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """An experiment version as numbers (e0.0.10 after e0.0.9); anything else (-1,), before them all."""
+    found = TAG_PATTERN.match(str(version))
+    return tuple(int(x) for x in found.groups()) if found else (-1,)
+
+
 def experiment_tags(root: Path) -> list[str]:
     """Experiment tags (e<major>.<minor>.<patch>) sorted as versions, oldest first."""
     listed = git_output(root, "tag", "-l", "e*") or ""
-    tags = [t for t in listed.splitlines() if TAG_PATTERN.match(t)]
-    return sorted(tags, key=lambda t: tuple(int(x) for x in TAG_PATTERN.match(t).groups()))
+    return sorted((t for t in listed.splitlines() if TAG_PATTERN.match(t)), key=version_key)
 
 
 def next_experiment_version(root: Path) -> str:
@@ -162,7 +167,7 @@ def next_experiment_version(root: Path) -> str:
     tags = experiment_tags(root)
     if not tags:
         return "e0.0.1"
-    major, minor, patch = (int(x) for x in TAG_PATTERN.match(tags[-1]).groups())
+    major, minor, patch = version_key(tags[-1])
     return f"e{major}.{minor}.{patch + 1}"
 
 

@@ -7,16 +7,13 @@ change the DVC-tracked database. Experiments are picked from the harness's own r
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from .._core.config import BenchConfig, load_config
+from .._core.env import TAG_PATTERN, version_key
 from .._storage.store import METRICS_MARKERS, PREDICTION_MARKERS, harness_rows_sql, quote
 from .analysis import connect, sqlite_columns
-
-VERSION = re.compile(r"^e(\d+)\.(\d+)\.(\d+)$")
-
 
 def _config(cfg: BenchConfig | None, dev: bool) -> tuple[BenchConfig, Path]:
     cfg = cfg or load_config()
@@ -37,15 +34,12 @@ def experiment_versions(*, cfg: BenchConfig | None = None) -> list[str]:
     """The experiments recorded by the harness, oldest first (e0.0.9 before e0.0.10)."""
     cfg, db_path = _config(cfg, False)
     table = cfg.metrics_table
-    if not {"experiment_version", "config_id"} <= set(sqlite_columns(db_path, table)):
+    harness_rows = harness_rows_sql(sqlite_columns(db_path, table), METRICS_MARKERS)
+    if harness_rows == "FALSE":
         return []
-    frame = sql(
-        f"SELECT DISTINCT experiment_version FROM db.{quote(table)} "
-        "WHERE config_id IS NOT NULL AND experiment_version IS NOT NULL",
-        cfg=cfg,
-    )
-    found = [v for v in frame["experiment_version"] if VERSION.match(str(v))]
-    return sorted(found, key=lambda v: tuple(int(x) for x in VERSION.match(v).groups()))
+    frame = sql(f"SELECT DISTINCT experiment_version FROM db.{quote(table)} WHERE {harness_rows}", cfg=cfg)
+    found = [str(v) for v in frame["experiment_version"] if TAG_PATTERN.match(str(v))]
+    return sorted(found, key=version_key)
 
 
 def _rows(table: str, version: str | None, dev: bool, cfg: BenchConfig | None) -> Any:

@@ -27,7 +27,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from .._core.env import TAG_PATTERN
+from .._core.env import version_key
 from . import keys
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
@@ -163,8 +163,8 @@ def latest_version(db_path: Path | str, table: str, phase: str | None = None) ->
 def _version_order(row: tuple[str, Any]) -> tuple:
     """Tag-like versions by number, after the others; the others by their first row."""
     version, first = row
-    tag = TAG_PATTERN.match(str(version))
-    return (1, tuple(int(part) for part in tag.groups()), "") if tag else (0, (), str(first))
+    tag = version_key(version)
+    return (1, tag, "") if tag != (-1,) else (0, (), str(first))
 
 
 def sql_type(value: Any) -> str:

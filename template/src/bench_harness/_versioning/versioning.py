@@ -32,7 +32,7 @@ from typing import Any
 from .._checks import schema
 from .._core import env
 from .._core.config import BenchConfig
-from .._core.env import HELD_LOCKS, git, run_tool, tool_env
+from .._core.env import HELD_LOCKS, git, run_tool, tool_env, version_key
 from .._results import registry
 from .._storage.store import column_names, quote
 
@@ -185,12 +185,6 @@ def preflight(cfg: BenchConfig, options: ExperimentOptions) -> tuple[list[str], 
     elif (branch := env.git_branch(cfg.root)).startswith("experiment/"):
         errors.append(f"git: on branch {branch} (an experiment's branch): `git switch main` before an experiment")
     return errors, notes
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    """e0.0.10 after e0.0.9; anything else first."""
-    found = env.TAG_PATTERN.match(str(version))
-    return tuple(int(x) for x in found.groups()) if found else (-1,)
 
 
 def recorded_versions(cfg: BenchConfig) -> set[str]:
