@@ -8,15 +8,14 @@ data.py, scoring.py, a small sample.jsonl and a README section. Rendered with ta
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
-import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, make, run
+from conftest import make
 from copier import run_copy
+from test_update import copy_working_tree, git
 
 KIND = "parity"
 NUMBERS = [3, 8, 15, 22, 41, 50, 67, 74, 89, 96, 101, 118]
@@ -117,19 +116,9 @@ def parse_prediction(row: dict[str, Any]) -> Any:
 README = "`predict.py` says whether a number is even or odd (a test kind).\n"
 
 
-def git(repo: Path, *args: str) -> str:
-    return run(repo, "git", "-c", "user.email=t@localhost", "-c", "user.name=t", *args).stdout.strip()
-
-
 def copy_of_this_repository(destination: Path) -> Path:
     """Tracked and untracked-but-not-ignored files of this repository, committed in a new git repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TEMPLATE, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        if (TEMPLATE / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(TEMPLATE / name, destination / name)
+    copy_working_tree(destination)
     git(destination, "init", "--quiet")
     git(destination, "add", "-A")
     git(destination, "commit", "--quiet", "--no-verify", "-m", "the template")
