@@ -15,6 +15,7 @@ from .._core.env import TAG_PATTERN, version_key
 from .._storage.store import METRICS_MARKERS, PREDICTION_MARKERS, harness_rows_sql, quote
 from .analysis import connect, sqlite_columns
 
+
 def _config(cfg: BenchConfig | None, dev: bool) -> tuple[BenchConfig, Path]:
     cfg = cfg or load_config()
     return cfg, cfg.dev_db_path if dev else cfg.db_path
