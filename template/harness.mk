@@ -28,7 +28,7 @@ clean-dev: ## delete the development database
 experiment: ## experiment phase: preflight, run, metrics, commit + tag e0.0.N (MESSAGE="...", ARGS=--allow-dirty / --force-tag)
 	$(BENCH) experiment --message "$${MESSAGE:-}" $(ARGS)
 
-.PHONY: experiments preflight check-schema reproduce push dvc-setup
+.PHONY: experiments preflight check-schema reproduce push dvc-setup rebuild-db
 experiments: ## list the experiments: tags e0.0.N with their messages
 	$(BENCH) experiments
 
@@ -42,6 +42,9 @@ check-schema: ## params.py vs the recorded columns; RENAME=old=new[,old=new] ren
 reproduce: ## restore TAG=e0.0.N into reproductions/<tag>/ (a git worktree: its code, data and database)
 	@test -n "$(TAG)" || { echo "usage: make reproduce TAG=e0.0.1 (make experiments lists the tags)" >&2; exit 2; }
 	$(BENCH) reproduce "$(TAG)"
+
+rebuild-db: ## rebuild the working benchmark.db from results/<version>.db (a missing or stale one; the old one is kept)
+	$(BENCH) rebuild-db
 
 push: ## push data and every experiment's results to the DVC remote (verified with dvc status -c)
 	$(BENCH) push

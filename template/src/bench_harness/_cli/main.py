@@ -175,6 +175,14 @@ def cmd_reproduce(args: argparse.Namespace, cfg: BenchConfig) -> int:
     return _versioning_step(lambda: versioning.reproduce(cfg, args.tag), f"reproduce {args.tag}: ")
 
 
+@command("rebuild-db")
+def cmd_rebuild_db(args: argparse.Namespace, cfg: BenchConfig) -> int:
+    """Rebuild the working database from results/<version>.db (DVC-restored): a missing or stale one."""
+    from .._versioning import versioning
+
+    return _versioning_step(lambda: versioning.rebuild_database(cfg), "rebuild-db: ")
+
+
 @command("push")
 def cmd_push(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Push data and results to the DVC remote."""
@@ -336,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help=COMMANDS["reproduce"].__doc__)
     p.add_argument("tag", help="an experiment tag, e.g. e0.0.1")
     sub.add_parser("push", help=COMMANDS["push"].__doc__)
+    sub.add_parser("rebuild-db", help=COMMANDS["rebuild-db"].__doc__)
     sub.add_parser("dvc-setup", help=COMMANDS["dvc-setup"].__doc__)
     p = sub.add_parser("guard-data", help=COMMANDS["guard-data"].__doc__)
     p.add_argument("files", nargs="*")

@@ -7,7 +7,11 @@ the guide asks with `input()` turned into a flag, so nothing waits for a termina
 The answer `versioning` decides how much of it runs:
 
 * minimal: git only. The tag marks the code an experiment ran; the database is not versioned.
-* standard: + DVC for data/ and the results database, one results commit and tag per experiment.
+* standard: + DVC for data/ and the results, one results commit and tag per experiment. Each experiment's
+  own rows go to results/<version>.db (one small SQLite file per version, its own .dvc), so DVC stores
+  per experiment what that experiment added; benchmark.db is the working database, rebuilt from those
+  files when it is missing or for `make reproduce`. Tags recorded before this layout (benchmark.db.dvc)
+  still reproduce from their whole-database file.
 * maximum: + the experiment runs on its own branch `experiment/<name>`, and the data must not
   change during the run.
 """
@@ -34,6 +38,7 @@ from .._core import env
 from .._core.config import BenchConfig
 from .._core.env import HELD_LOCKS, git, run_tool, tool_env, version_key
 from .._results import registry
+from .._storage import versionfiles
 from .._storage.store import column_names, quote
 
 SHORT_NAMES = {"accuracy": "acc", "model_name": "model"}
@@ -210,8 +215,9 @@ def database_mismatch(cfg: BenchConfig) -> list[str]:
     if not uses_dvc(cfg) or not tags:
         return []
     latest, db = tags[-1], relative(cfg, cfg.db_path)
-    if git(cfg.root, "cat-file", "-e", f"{latest}:{db}.dvc", check=False).returncode != 0:
-        return []  # that experiment did not version its database (not recorded with DVC)
+    per_version = at_tag(cfg, latest, results_path(cfg, latest))
+    if not per_version and not at_tag(cfg, latest, f"{db}.dvc"):
+        return []  # that experiment did not version its results (not recorded with DVC)
     held = recorded_versions(cfg)
     if latest in held:
         return []
@@ -219,9 +225,10 @@ def database_mismatch(cfg: BenchConfig) -> list[str]:
         state = "is missing"
     else:
         state = f"holds up to {max(held, key=version_key)}" if held else "holds no experiment"
+    fix = REBUILD_COMMAND if per_version else f"uv run dvc get . {db} --rev {latest} --out {db} --force"
     return [
         f"database: {db} {state}, not the latest experiment {latest}: it belongs to another checkout.",
-        f"  Restore the latest: uv run dvc get . {db} --rev {latest} --out {db} --force",
+        f"  Restore the latest: {fix}",
     ]
 
 
@@ -495,21 +502,118 @@ def dvc_step(cfg: BenchConfig, step: str, *args: str, check: bool = True) -> sub
     raise AssertionError("unreachable")
 
 
+# -- per-version results files ----------------------------------------------------------------------
+REBUILD_COMMAND = "uv run bench rebuild-db"
+
+
+def results_folder(cfg: BenchConfig, root: Path | None = None) -> Path:
+    """results/ beside the working database: one file per experiment version."""
+    return (root or cfg.root) / Path(relative(cfg, cfg.db_path)).parent / versionfiles.RESULTS_FOLDER
+
+
+def results_path(cfg: BenchConfig, version: str) -> str:
+    """`results/<version>.db.dvc` relative to the project, as git names it."""
+    return relative(cfg, versionfiles.version_file(results_folder(cfg), version)) + ".dvc"
+
+
+def at_tag(cfg: BenchConfig, rev: str, path: str) -> bool:
+    """Whether `path` is committed at `rev`."""
+    return git(cfg.root, "cat-file", "-e", f"{rev}:{path}", check=False).returncode == 0
+
+
+def tracked_results(folder: Path) -> list[Path]:
+    """The version files whose .dvc file is in `folder` (in a checkout: exactly the versions up to it)."""
+    return [path.with_suffix("") for path in folder.glob(f"*{versionfiles.SUFFIX}.dvc")]
+
+
+def results_to_record(cfg: BenchConfig, version: str) -> tuple[list[str], list[str]]:
+    """(versions to export, versions whose .dvc comes from their own tag) for the results commit of `version`.
+
+    Every tagged version in the working database must have its file here, so a tag's checkout lists
+    exactly its versions: an experiment recorded on another branch (maximum versioning) brings its .dvc
+    file from its tag (nothing stored again); a version tagged before this layout (benchmark.db.dvc) or
+    without DVC is exported once from the working database, by the first experiment that needs it.
+    """
+    held = recorded_versions(cfg)
+    exported, copied = [version], []
+    for tag in env.experiment_tags(cfg.root):
+        if tag == version or tag not in held or (cfg.root / results_path(cfg, tag)).exists():
+            continue
+        (copied if at_tag(cfg, tag, results_path(cfg, tag)) else exported).append(tag)
+    return exported, copied
+
+
 def commit_results(cfg: BenchConfig, version: str) -> list[str]:
-    """`dvc add` the database and commit its .dvc file (skipped when that commit exists already)."""
+    """Export the version's rows to results/<version>.db, `dvc add` it and commit its .dvc file.
+
+    Idempotent (a resumed experiment calls it again): a file whose .dvc exists was added whole and is
+    kept; one without is exported again (the export is atomic, a kill leaves no partial file).
+    """
     if refused := symlinked_database(cfg):
         raise VersioningError("\n".join(refused))
-    db = relative(cfg, cfg.db_path)
+    folder = results_folder(cfg)
+    exported, copied = results_to_record(cfg, version)
+    for tag in copied:
+        (cfg.root / results_path(cfg, tag)).write_text(git(cfg.root, "show", f"{tag}:{results_path(cfg, tag)}").stdout)
+    files = [versionfiles.version_file(folder, v) for v in exported]
+    for path in files:
+        if not (path.exists() and path.with_name(path.name + ".dvc").exists()):
+            versionfiles.export_version(cfg.db_path, versionfiles.file_version(path), path)
+    env.fault_point("export")
     clean_dvc_tmp(cfg, time.time())
-    dvc_step(cfg, "dvc-add", "add", db)
+    dvc_step(cfg, "dvc-add", "add", *(relative(cfg, path) for path in files))
     env.fault_point("dvc-add")
-    tracked = [p for p in (f"{db}.dvc", ".gitignore") if (cfg.root / p).exists()]
+    added = [relative(cfg, path) + ".dvc" for path in files] + [results_path(cfg, tag) for tag in copied]
+    tracked = [p for p in (*added, relative(cfg, folder / ".gitignore"), ".gitignore") if (cfg.root / p).exists()]
     git(cfg.root, "add", "--", *tracked)
-    if git(cfg.root, "diff", "--cached", "--quiet", "--", *tracked, check=False).returncode == 0:
-        return [f"results: {db}.dvc already committed"]
+    legacy = f"{relative(cfg, cfg.db_path)}.dvc"
+    if at_tag(cfg, "HEAD", legacy):  # the whole-database layout ends here (its tags keep their file)
+        git(cfg.root, "rm", "--cached", "--quiet", "--ignore-unmatch", legacy)
+        (cfg.root / legacy).unlink(missing_ok=True)
+        tracked.append(legacy)
+    if not git(cfg.root, "diff", "--cached", "--name-only", "HEAD", "--", *tracked).stdout.strip():
+        return [f"results: {added[0]} already committed"]
     git(cfg.root, "commit", "--quiet", "--no-verify", "-m", results_subject(version), "--", *tracked)
     env.fault_point("commit")
-    return [f"results committed: {db}.dvc ({env.code_commit(cfg.root)})"]
+    lines = [f"results committed: {added[0]} ({env.code_commit(cfg.root)})"]
+    if len(exported) > 1:
+        lines.append(f"results of earlier experiments now in {relative(cfg, folder)}/ too: {', '.join(exported[1:])}")
+    return lines
+
+
+def rebuild_database(cfg: BenchConfig, root: Path | None = None) -> list[str]:
+    """The working database of `root` (default: this project) rebuilt from its tracked version files.
+
+    Restores the files first (`dvc checkout`, else `dvc pull`); an existing database is kept beside
+    as <name>.before-rebuild.db, never deleted.
+    """
+    root = root or cfg.root
+    folder = results_folder(cfg, root)
+    files = tracked_results(folder)
+    if not files:
+        raise VersioningError(f"no results/<version>.db.dvc in {root}: no experiment recorded in this layout yet")
+    targets = [str(path.relative_to(root)) + ".dvc" for path in files]
+    if run_tool(root, dvc_executable(), "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
+        how = "from the DVC cache"
+    else:
+        run_tool(root, dvc_executable(), "pull", "--quiet", "--force", *targets)
+        how = "pulled from the DVC remote"
+    db = root / relative(cfg, cfg.db_path)
+    lines = []
+    if db.exists() and root == cfg.root:
+        kept = db.with_name(f"{db.stem}.before-rebuild{db.suffix}")
+        os.replace(db, kept)
+        lines.append(f"the previous {db.name} is kept as {kept.name}")
+    counts = versionfiles.rebuild(files, db, order=version_key)
+    rows = ", ".join(f"{table} {n}" for table, n in counts.items())
+    versions = sorted((versionfiles.file_version(p) for p in files), key=version_key)
+    return [f"{db.name} rebuilt from {len(files)} version files ({how}): {versions[0]}..{versions[-1]}; {rows}"] + lines
+
+
+def rebuild_if_missing(cfg: BenchConfig) -> None:
+    """A fresh clone (or a deleted database): the working database comes back from the version files."""
+    if uses_dvc(cfg) and not cfg.db_path.exists() and tracked_results(results_folder(cfg)):
+        print("\n".join(rebuild_database(cfg)))
 
 
 def record(cfg: BenchConfig, version: str, message: str) -> list[str]:
@@ -627,6 +731,11 @@ def _start(cfg: BenchConfig, options: ExperimentOptions) -> Journal | int:
         if not options.message:
             options.message = journal.message
         return journal if run_preflight(cfg, options) else 2
+    try:
+        rebuild_if_missing(cfg)
+    except VersioningError as error:
+        print(f"experiment refused: {error}", file=sys.stderr)
+        return 2
     if not run_preflight(cfg, options):
         return 2
     if options.check_unchanged and not options.force_tag and (same := unchanged_since(cfg)):
@@ -748,16 +857,29 @@ def reproduce(cfg: BenchConfig, tag: str) -> list[str]:
 
 
 def restore_in(cfg: BenchConfig, folder: Path, tag: str) -> str:
-    """DVC checkout in the worktree, sharing this project's cache (else pull from the remote)."""
+    """DVC checkout in the worktree, sharing this project's cache (else pull from the remote).
+
+    A tag of the per-version layout gets its working database rebuilt from its results/*.db files
+    (exactly the versions up to it); an older tag (benchmark.db.dvc) gets its whole database back.
+    """
     run_tool(folder, dvc_executable(), "cache", "dir", "--local", str((cfg.root / ".dvc" / "cache").resolve()))
     for name, url in local_remotes(cfg).items():
         run_tool(folder, dvc_executable(), "remote", "modify", "--local", name, "url", url)
     db = relative(cfg, cfg.db_path)
-    targets = [p for p in ("data.dvc", f"{db}.dvc") if (folder / p).exists()]
+    versions = tracked_results(results_folder(cfg, folder))
+    results = [str(path.relative_to(folder)) + ".dvc" for path in versions]
+    targets = [p for p in ("data.dvc", f"{db}.dvc") if (folder / p).exists()] + results
     if run_tool(folder, dvc_executable(), "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
-        return f"restored {', '.join(targets)} from the DVC cache into {REPRODUCTIONS}/{tag}/"
-    run_tool(folder, dvc_executable(), "pull", "--quiet", "--force", *targets)
-    return f"pulled {', '.join(targets)} from the DVC remote into {REPRODUCTIONS}/{tag}/"
+        how = "restored {} from the DVC cache into {}/{}/"
+    else:
+        run_tool(folder, dvc_executable(), "pull", "--quiet", "--force", *targets)
+        how = "pulled {} from the DVC remote into {}/{}/"
+    named = [p for p in targets if p not in results] + ([f"{len(results)} results/*.db.dvc"] if results else [])
+    line = how.format(", ".join(named), REPRODUCTIONS, tag)
+    if versions:
+        counts = versionfiles.rebuild(versions, folder / db, order=version_key)
+        line += f"; {db} rebuilt from them (" + ", ".join(f"{t} {n}" for t, n in counts.items()) + " rows)"
+    return line
 
 
 def setup_dvc(cfg: BenchConfig) -> list[str]:

@@ -1,0 +1,136 @@
+"""Per-version results files (issue 16): export one version's rows, rebuild the working database from the files.
+
+In-process on the toy (tests/toy.py): two experiment versions recorded by `bench run`, error-history rows
+as the runner moves them, then each version exported to results/<version>.db. A version file holds only
+its own rows; the working database rebuilt from the files is the original, row for row, and rebuilt
+from the first file alone it is the database as it was after the first version (what `make reproduce`
+of that tag restores).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+VERSIONS = ("e0.0.1", "e0.0.2")
+
+
+def dump(db: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, in rowid order (as tests/test_versioning.py compares databases)."""
+    with sqlite3.connect(db) as con:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        rows = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in names}
+    con.close()
+    return rows
+
+
+def schema(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+    con.close()
+    return rows
+
+
+def record(capsys: pytest.CaptureFixture, version: str, *flags: str) -> None:
+    from bench_harness._cli.main import main
+
+    assert main(["run", "--experiment-version", version, "--quiet", *flags]) == 0, capsys.readouterr()
+
+
+def history_rows(db: Path, version: str) -> None:
+    """Error rows moved aside before a recompute, as the runner's Store.move_rows leaves them."""
+    from bench_harness._storage.store import Store
+
+    with Store(db) as store:
+        rowids = [r[0] for r in store.query("SELECT rowid FROM predictions WHERE experiment_version = ?", (version,))]
+        store.move_rows("predictions", "predictions_error_history", rowids[:2], {"moved_because": "error"})
+        moved = store.query_dicts("SELECT * FROM predictions_error_history WHERE experiment_version = ?", (version,))
+        back = [{k: v for k, v in row.items() if k != "moved_because"} for row in moved]
+        store.insert("predictions", back)  # the recomputed rows, appended
+
+
+@pytest.fixture
+def recorded(toy: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> tuple[Path, Path]:
+    """The toy's working database with two versions (the second all cache hits plus history rows) and a
+    copy of it as it was after the first version."""
+    db = toy / "benchmark.db"
+    record(capsys, VERSIONS[0])
+    history_rows(db, VERSIONS[0])
+    first = tmp_path / "after-first.db"
+    first.write_bytes(db.read_bytes())
+    record(capsys, VERSIONS[1])
+    return db, first
+
+
+def test_a_version_file_holds_only_its_own_rows(recorded: tuple[Path, Path], tmp_path: Path) -> None:
+    from bench_harness._storage import versionfiles
+
+    db, _ = recorded
+    with sqlite3.connect(db) as con:
+        tables = ("predictions", "metrics", "predictions_error_history")
+        expected = {
+            (t, v): con.execute(f"SELECT COUNT(*) FROM {t} WHERE experiment_version = ?", (v,)).fetchone()[0]
+            for t in tables
+            for v in VERSIONS
+        }
+    con.close()
+    assert all(expected[("predictions", v)] > 0 and expected[("metrics", v)] > 0 for v in VERSIONS)
+    assert expected[("predictions_error_history", VERSIONS[0])] == 2
+    for version in VERSIONS:
+        path = versionfiles.version_file(tmp_path / "results", version)
+        counts = versionfiles.export_version(db, version, path)
+        assert path.name == f"{version}.db" and not list(path.parent.glob(".*.tmp.db"))
+        with sqlite3.connect(path) as con:
+            for table in tables:
+                versions = con.execute(f"SELECT experiment_version, COUNT(*) FROM {table} GROUP BY 1").fetchall()
+                own = [(version, expected[(table, version)])] if expected[(table, version)] else []
+                assert versions == own, (table, versions)
+                assert counts[table] == expected[(table, version)]
+        con.close()
+    small = versionfiles.version_file(tmp_path / "results", VERSIONS[0]).stat().st_size
+    assert small < db.stat().st_size, "a version file is smaller than the working database of both versions"
+
+
+def test_the_working_database_is_rebuilt_from_the_files_row_for_row(
+    recorded: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from bench_harness._core.env import version_key
+    from bench_harness._storage import versionfiles
+
+    db, first = recorded
+    folder = tmp_path / "results"
+    files = [versionfiles.version_file(folder, v) for v in VERSIONS]
+    for version, path in zip(VERSIONS, files, strict=True):
+        versionfiles.export_version(db, version, path)
+    whole, definitions = dump(db), schema(db)
+    db.unlink()
+    counts = versionfiles.rebuild(list(reversed(files)), db, order=version_key)
+    assert dump(db) == whole, "every table, every row, in order"
+    assert schema(db) == definitions, "the same table and index definitions"
+    assert counts["predictions"] == len(whole["predictions"])
+
+    reproduced = tmp_path / "reproduced.db"
+    versionfiles.rebuild(files[:1], reproduced, order=version_key)
+    assert dump(reproduced) == dump(first), "the first version's files give the database as it was then"
+
+
+def test_a_renamed_column_is_kept_not_dropped(recorded: tuple[Path, Path], tmp_path: Path) -> None:
+    from bench_harness._core.env import version_key
+    from bench_harness._storage import versionfiles
+
+    db, _ = recorded
+    folder = tmp_path / "results"
+    versionfiles.export_version(db, VERSIONS[0], versionfiles.version_file(folder, VERSIONS[0]))
+    with sqlite3.connect(db) as con:
+        con.execute("ALTER TABLE predictions RENAME COLUMN prediction TO answer")
+    con.close()
+    versionfiles.export_version(db, VERSIONS[1], versionfiles.version_file(folder, VERSIONS[1]))
+    rebuilt = tmp_path / "rebuilt.db"
+    versionfiles.rebuild(sorted(folder.glob("*.db")), rebuilt, order=version_key)
+    with sqlite3.connect(rebuilt) as con:
+        sql = "SELECT COUNT(prediction), COUNT(answer) FROM predictions WHERE experiment_version = ?"
+        kept, renamed = con.execute(sql, (VERSIONS[0],)).fetchone()
+        assert kept > 0 and renamed == 0, "the first version's values survive under their old name"
+    con.close()
