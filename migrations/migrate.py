@@ -23,6 +23,7 @@ Usage, from copier.yml (the working directory is the project):
     migrate.py rename-answer OLD NEW     the key OLD of .copier-answers.yml becomes NEW
     migrate.py move OLD_PATH NEW_PATH    a file or folder moves (`git mv` when git tracks it)
     migrate.py harness-compat            (after 0.3.0's update) re-exports for the old harness imports
+    migrate.py results-layout            (after 0.3.0's update) the whole-database benchmark.db.dvc is retired
 
 Paths may contain `{package_name}` (or any other answer in braces), read from the answers file,
 so a migration can move `src/{package_name}/old.py`.
@@ -250,6 +251,48 @@ def harness_compat(package_name: str | None = None) -> list[Path]:
     return written
 
 
+# --- 0.3.0: results versioned per experiment (results/<version>.db), not as one growing database ---------
+def database_path(config: Path = Path("benchmark.toml")) -> str:
+    """[database] path of benchmark.toml (default benchmark.db); a regex where tomllib is missing (< 3.11)."""
+    try:
+        text = config.read_text(encoding="utf-8")
+    except OSError:
+        return "benchmark.db"
+    try:
+        import tomllib
+
+        return str(tomllib.loads(text).get("database", {}).get("path", "benchmark.db"))
+    except ImportError:
+        section = text.partition("[database]")[2].split("\n[", 1)[0]
+        found = re.search(r'^path\s*=\s*["\']([^"\']+)', section, re.MULTILINE)
+        return found[1] if found else "benchmark.db"
+    except ValueError:
+        return "benchmark.db"
+
+
+def results_layout() -> bool:
+    """Stop versioning the whole working database: `git rm --cached <db>.dvc`; return whether it did.
+
+    Before 0.3.0 every experiment `dvc add`-ed the whole, growing benchmark.db (DVC stored every row
+    again each time). From 0.3.0 each experiment's rows go to results/<version>.db and benchmark.db is
+    only the working database (kept here as it is: the cache and every query use it). The next
+    `make experiment` exports the earlier tagged versions it holds to results/ once, and the old tags
+    keep their benchmark.db.dvc: `make reproduce TAG=<old tag>` restores them as before. Idempotent.
+    """
+    dvc_file = Path(database_path() + ".dvc")
+    if not git_tracks(dvc_file):
+        say(f"{dvc_file}: not tracked (a project without DVC, or already migrated): nothing to do")
+        return False
+    subprocess.run(["git", "rm", "--cached", "--quiet", "--", str(dvc_file)], check=True)
+    dvc_file.unlink(missing_ok=True)
+    say(
+        f"results are now versioned per experiment in results/<version>.db; {dvc_file} is retired "
+        f"({dvc_file.with_suffix('')} stays, your working database). Commit this update; the next "
+        "`make experiment` writes the earlier experiments' files too. Old tags reproduce as before."
+    )
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="operation", required=True)
@@ -260,11 +303,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     moving.add_argument("old")
     moving.add_argument("new")
     sub.add_parser("harness-compat", help="0.3.0: re-export modules for files importing the old src/<pkg>/harness/")
+    sub.add_parser("results-layout", help="0.3.0: retire benchmark.db.dvc (results now per experiment in results/)")
     args = parser.parse_args(argv)
     if args.operation == "rename-answer":
         rename_answer(args.old, args.new)
     elif args.operation == "harness-compat":
         harness_compat()
+    elif args.operation == "results-layout":
+        results_layout()
     else:
         move(expand(args.old), expand(args.new))
     return 0
