@@ -110,6 +110,13 @@ def test_two_experiments_are_tagged_and_the_first_is_reproduced_row_for_row(stan
             assert {data for _, data in rows} == {data_commit}
     listed = make(standard, "experiments").stdout
     assert re.search(rf"^e0\.0\.{n + 2}\s+model=", listed, re.MULTILINE), listed
+    # issue 16: each version's own rows in results/<version>.db (its own .dvc); benchmark.db is not versioned whole
+    for tag in new:
+        assert run(standard, "git", "cat-file", "-e", f"{tag}:results/{tag}.db.dvc", check=False).returncode == 0
+        assert run(standard, "git", "cat-file", "-e", f"{tag}:benchmark.db.dvc", check=False).returncode != 0
+        for table in ("predictions", "metrics"):
+            in_file = query(standard / "results" / f"{tag}.db", f"SELECT experiment_version, COUNT(*) FROM {table}")
+            assert in_file == query(db, f"SELECT '{tag}', COUNT(*) FROM {table} WHERE experiment_version = '{tag}'")
     assert git(standard, "status", "--porcelain") == "", "the results commit leaves a clean tree"
 
     make(standard, "push")
@@ -125,6 +132,7 @@ def test_two_experiments_are_tagged_and_the_first_is_reproduced_row_for_row(stan
     assert dump(db) == latest
     assert git(standard, "status", "--porcelain") == ""
     git(standard, "worktree", "remove", "--force", str(worktree))
+    run(standard, "uv", "run", "--quiet", "dvc", "pull", "--quiet")  # the cache again holds every version's file
 
 
 @pytest.mark.slow
@@ -240,6 +248,7 @@ KILL_PHASES = (
     "after:branch",
     "after:run",
     "after:metrics",
+    "after:export",
     "during:dvc-add",
     "kill:dvc-add",
     "after:dvc-add",
@@ -382,12 +391,19 @@ def test_a_database_of_another_checkout_is_refused_with_the_command_that_fixes_i
     shutil.copy(project / "reproductions" / first / "benchmark.db", db)
     refused = make(project, "experiment", check=False)
     assert refused.returncode == 2
-    fix = f"uv run dvc get . benchmark.db --rev {latest} --out benchmark.db --force"
+    fix = "uv run bench rebuild-db"  # issue 16: the working database comes back from results/<version>.db
     assert fix in refused.stderr
     run(project, *fix.split())
+    assert (project / "benchmark.before-rebuild.db").exists(), "the stale database is kept aside, not deleted"
     make(project, "experiment", "ARGS=--force-tag")
     versions = {r[0] for r in query(db, "SELECT experiment_version FROM metrics")}
     assert set(tags(project)) <= versions, "every version stays in the working database"
+    # a fresh clone (no working database): `make experiment` rebuilds it from the files, nothing recomputed
+    (project / "benchmark.before-rebuild.db").unlink()
+    db.unlink()
+    again = make(project, "experiment", "ARGS=--force-tag").stdout
+    assert "benchmark.db rebuilt from" in again and re.search(r": (\d+) tasks, 0 computed, \1 cache hits", again)
+    assert set(tags(project)) <= {r[0] for r in query(db, "SELECT experiment_version FROM metrics")}
 
 
 @pytest.mark.slow

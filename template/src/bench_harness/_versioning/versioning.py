@@ -596,7 +596,7 @@ def rebuild_database(cfg: BenchConfig, root: Path | None = None) -> list[str]:
     if run_tool(root, dvc_executable(), "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
         how = "from the DVC cache"
     else:
-        run_tool(root, dvc_executable(), "pull", "--quiet", "--force", *targets)
+        run_tool(root, dvc_executable(), "pull", "--force", *targets)
         how = "pulled from the DVC remote"
     db = root / relative(cfg, cfg.db_path)
     lines = []
@@ -872,7 +872,7 @@ def restore_in(cfg: BenchConfig, folder: Path, tag: str) -> str:
     if run_tool(folder, dvc_executable(), "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
         how = "restored {} from the DVC cache into {}/{}/"
     else:
-        run_tool(folder, dvc_executable(), "pull", "--quiet", "--force", *targets)
+        run_tool(folder, dvc_executable(), "pull", "--force", *targets)
         how = "pulled {} from the DVC remote into {}/{}/"
     named = [p for p in targets if p not in results] + ([f"{len(results)} results/*.db.dvc"] if results else [])
     line = how.format(", ".join(named), REPRODUCTIONS, tag)
