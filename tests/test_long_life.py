@@ -114,6 +114,7 @@ def _scenario(releases: Path, tmp_path: Path, log: Transcript) -> None:
     # 2. `make update` to today's template; the user commits it (through the project's hooks).
     update = log.make(project, "make update to the working tree (v0.3.0)", "update", "ARGS=--vcs-ref v0.3.0")
     assert "_commit: v0.3.0" in (project / ".copier-answers.yml").read_text(), update.stdout
+    assert not (project / "benchmark.db.dvc").exists(), "issue 16: the whole-database .dvc is retired by the update"
     commit(project, "copier-benchmark 0.3.0", hooks=True)
 
     # 3. The harness changed, the user's code did not: a new experiment is recorded, nothing recomputed.
@@ -123,6 +124,9 @@ def _scenario(releases: Path, tmp_path: Path, log: Transcript) -> None:
     assert "nothing changed" not in second and "tagged e0.0.2" in second
     assert tags(project) == ["e0.0.1", "e0.0.2"]
     latest = db.read_bytes()
+    layout = git(project, "ls-tree", "-r", "--name-only", "e0.0.2", "--", "results", "benchmark.db.dvc").split()
+    assert layout == ["results/e0.0.1.db.dvc", "results/e0.0.2.db.dvc"], "issue 16: one file per version"
+    assert git(project, "cat-file", "-t", "e0.0.1:benchmark.db.dvc") == "blob", "the old tag keeps its whole database"
 
     # 4. Reproduce e0.0.1 into its own worktree; the working tree, its branch and its database never move.
     done = log.make(project, "make reproduce TAG=e0.0.1", "reproduce", "TAG=e0.0.1").stdout
@@ -132,6 +136,12 @@ def _scenario(releases: Path, tmp_path: Path, log: Transcript) -> None:
     assert dump(worktree / "benchmark.db") == dump(snapshot), "e0.0.1's database, row for row"
     assert git(project, "branch", "--show-current") == "main" and db.read_bytes() == latest
     assert git(project, "status", "--porcelain") == ""
+    # ... and the post-update tag: its database rebuilt from results/e0.0.1.db and e0.0.2.db, row for row.
+    log.make(project, "make reproduce TAG=e0.0.2", "reproduce", "TAG=e0.0.2")
+    rebuilt = project / "reproductions" / "e0.0.2" / "benchmark.db"
+    snapshot_latest = tmp_path / "e0.0.2.db"
+    snapshot_latest.write_bytes(latest)
+    assert dump(rebuilt) == dump(snapshot_latest), "e0.0.2's database, rebuilt from the per-version files"
 
     # 5. Back (nothing to do): nothing changed since e0.0.2, and every version is in the working database.
     third = log.make(project, "experiment after reproduce", "experiment").stdout
@@ -144,7 +154,7 @@ def _scenario(releases: Path, tmp_path: Path, log: Transcript) -> None:
     log.run(project, "git switch main", "git", "switch", "--quiet", "main")
     assert versions_in(db) == {"e0.0.1"}, "the stale database a manual checkout leaves"
     refused = log.make(project, "experiment on a stale database", "experiment", check=False)
-    fix = "uv run dvc get . benchmark.db --rev e0.0.2 --out benchmark.db --force"
+    fix = "uv run bench rebuild-db"  # issue 16: from results/<version>.db
     assert refused.returncode == 2 and fix in refused.stderr, refused.stderr
     assert versions_in(db) == {"e0.0.1"}, "nothing appended to the stale database"
     log.run(project, "the fix the refusal names", *fix.split())

@@ -12,6 +12,7 @@ input digest, whatever the key format).
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -80,11 +81,24 @@ def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(releases: Path, tm
     assert "_commit: v0.3.0" in (project / ".copier-answers.yml").read_text()
     commit(project, "copier-benchmark 0.3.0", hooks=True)
 
+    # Issue 16: the whole-database benchmark.db.dvc is retired; benchmark.db stays, the working database.
+    assert "results are now versioned per experiment" in out, out
+    assert not (project / "benchmark.db.dvc").exists() and (project / "benchmark.db").exists()
+    assert git(project, "ls-files", "benchmark.db.dvc") == ""
+
     make(project, "test")
     out = make(project, "experiment", "MESSAGE=after the update").stdout
     assert re.search(r"e0\.0\.2: (\d+) tasks, 0 computed, \1 cache hits", out), out
+    # The new layout: each version's own rows in results/<version>.db (the pre-update e0.0.1 exported once).
+    assert git(project, "ls-files", "results").split() == ["results/e0.0.1.db.dvc", "results/e0.0.2.db.dvc"]
+    for version in ("e0.0.1", "e0.0.2"):
+        with sqlite3.connect(project / "results" / f"{version}.db") as con:
+            held = {r[0] for r in con.execute("SELECT DISTINCT experiment_version FROM predictions")}
+        con.close()
+        assert held == {version}
 
     # Idempotent: running the migration again changes nothing.
     script = releases / "migrations" / "migrate.py"
     subprocess.run(["python3", str(script), "harness-compat"], cwd=project, check=True, capture_output=True)
+    subprocess.run(["python3", str(script), "results-layout"], cwd=project, check=True, capture_output=True)
     assert git(project, "status", "--porcelain", "--untracked-files=all") == ""

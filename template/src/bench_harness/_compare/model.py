@@ -215,12 +215,16 @@ def pick_versions(cfg: BenchConfig, base: str | None, head: str | None) -> tuple
 
 
 def dvc_cached_database(cfg: BenchConfig, version: str) -> Path | None:
-    """The results database DVC recorded at the experiment's tag, if its file is in the local DVC cache."""
+    """The results DVC recorded at the experiment's tag, if its file is in the local DVC cache: the version's
+    own results/<version>.db (issue 16), or the whole database of a tag recorded before that layout."""
     try:
         relative = cfg.db_path.resolve().relative_to(cfg.root.resolve())
     except ValueError:
         return None
-    pointer = env.git_output(cfg.root, "show", f"{version}:{relative}.dvc")
+    own = relative.parent / "results" / f"{version}.db"
+    pointer = env.git_output(cfg.root, "show", f"{version}:{own}.dvc") or env.git_output(
+        cfg.root, "show", f"{version}:{relative}.dvc"
+    )
     match = re.search(r"md5:\s*([0-9a-f]{32})", pointer or "")
     if not match:
         return None
