@@ -134,3 +134,48 @@ def test_a_renamed_column_is_kept_not_dropped(recorded: tuple[Path, Path], tmp_p
         kept, renamed = con.execute(sql, (VERSIONS[0],)).fetchone()
         assert kept > 0 and renamed == 0, "the first version's values survive under their old name"
     con.close()
+
+
+def test_the_first_experiment_after_the_whole_database_layout_adopts_it(
+    toy: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A benchmark whose tags have benchmark.db.dvc (before issue 16), when `make update`'s migration did not
+    run: the first results commit exports the old tagged version once, retires benchmark.db.dvc, and
+    the working database rebuilt from the latest tag's files is the original, row for row."""
+    from bench_harness._core.config import load_config
+    from bench_harness._versioning import versioning
+
+    toml = toy / "benchmark.toml"
+    toml.write_text(toml.read_text().replace('level = "minimal"', 'level = "standard"'))
+    (toy / ".gitignore").write_text("*.db\n__pycache__/\n")
+    cfg = load_config()
+
+    def git(*args: str) -> str:
+        return versioning.git(toy, "-c", "user.email=t@t", "-c", "user.name=t", *args).stdout.strip()
+
+    git("init", "-q")
+    versioning.dvc(toy, "init", "--quiet")
+    record(capsys, VERSIONS[0])
+    versioning.dvc(toy, "add", "--quiet", "benchmark.db")  # the old layout's results commit and tag
+    git("add", "-A")
+    git("commit", "-qm", "e0.0.1 results")
+    git("tag", "-a", VERSIONS[0], "-m", "first")
+    record(capsys, VERSIONS[1])
+
+    lines = versioning.commit_results(cfg, VERSIONS[1])
+    assert "results of earlier experiments now in results/ too: e0.0.1" in lines[-1], lines
+    assert git("ls-files", "results", "benchmark.db.dvc").split() == ["results/e0.0.1.db.dvc", "results/e0.0.2.db.dvc"]
+    assert git("status", "--porcelain") == ""
+    assert versioning.commit_results(cfg, VERSIONS[1])[0].endswith("already committed"), "idempotent"
+    git("tag", "-a", VERSIONS[1], "-m", "second")
+    for version in VERSIONS:
+        with sqlite3.connect(toy / "results" / f"{version}.db") as con:
+            assert con.execute("SELECT DISTINCT experiment_version FROM predictions").fetchall() == [(version,)]
+        con.close()
+
+    whole = dump(cfg.db_path)
+    cfg.db_path.unlink()
+    (toy / "results" / "e0.0.1.db").unlink()  # gone from results/: DVC's cache has it
+    assert "rebuilt from the 2 version files of e0.0.2" in versioning.rebuild_database(cfg)[0]
+    assert dump(cfg.db_path) == whole
+    assert versioning.database_mismatch(cfg) == []

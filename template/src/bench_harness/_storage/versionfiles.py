@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .store import column_names, quote
 
@@ -103,14 +104,18 @@ def file_version(path: Path) -> str:
     return path.name[: -len(SUFFIX)]
 
 
-def rebuild(files: Sequence[Path], target: Path, order: Callable[[str], object] | None = None) -> dict[str, int]:
+def rebuild(
+    files: Sequence[Path] | Mapping[str, Path], target: Path, order: Callable[[str], Any] | None = None
+) -> dict[str, int]:
     """The working database from version files (sorted by `order` of their versions); {table: rows}.
 
+    `files` are results/<version>.db paths, or {version: path} (a DVC cache object has no version name).
     The latest file that has a table gives its definition (the working database's, at that export);
     a column an older file has and the latest lacks (a renamed parameter) is added, not dropped, so
     nothing is lost: the schema check then names the rename. Built in a temporary file, then renamed.
     """
-    ordered = sorted(files, key=lambda p: order(file_version(p)) if order else file_version(p))
+    named = dict(files) if isinstance(files, Mapping) else {file_version(p): p for p in files}
+    ordered = [named[v] for v in sorted(named, key=order)]
     tmp = temporary_file(target)
     tmp.unlink(missing_ok=True)
     definitions: dict[str, str] = {}

@@ -19,9 +19,11 @@ The answer `versioning` decides how much of it runs:
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import sqlite3
@@ -581,39 +583,77 @@ def commit_results(cfg: BenchConfig, version: str) -> list[str]:
     return lines
 
 
-def rebuild_database(cfg: BenchConfig, root: Path | None = None) -> list[str]:
-    """The working database of `root` (default: this project) rebuilt from its tracked version files.
+def tag_results(cfg: BenchConfig, tag: str) -> dict[str, str]:
+    """{version: its .dvc text} of the results files committed at `tag` (every version up to it)."""
+    folder = relative(cfg, results_folder(cfg)) + "/"
+    listed = git(cfg.root, "ls-tree", "-r", "--name-only", tag, "--", folder).stdout.split()
+    suffix = versionfiles.SUFFIX + ".dvc"
+    return {
+        name[len(folder) : -len(suffix)]: git(cfg.root, "show", f"{tag}:{name}").stdout
+        for name in listed
+        if name.endswith(suffix) and "/" not in name[len(folder) :]
+    }
 
-    Restores the files first (`dvc checkout`, else `dvc pull`); an existing database is kept beside
-    as <name>.before-rebuild.db, never deleted.
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def restore_version_file(cfg: BenchConfig, tag: str, version: str, pointer: str) -> tuple[Path, str]:
+    """A version file's content as `tag` recorded it: (path, where from). Never writes a .dvc file here.
+
+    The file in results/ when it matches, else DVC's cache object, else `dvc get` from this repository
+    at the tag (the cache or the remote): a checkout whose results/ lacks that version (maximum
+    versioning records on experiment branches) is rebuilt all the same.
     """
-    root = root or cfg.root
-    folder = results_folder(cfg, root)
-    files = tracked_results(folder)
-    if not files:
-        raise VersioningError(f"no results/<version>.db.dvc in {root}: no experiment recorded in this layout yet")
-    targets = [str(path.relative_to(root)) + ".dvc" for path in files]
-    if run_tool(root, dvc_executable(), "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
-        how = "from the DVC cache"
-    else:
-        run_tool(root, dvc_executable(), "pull", "--force", *targets)
-        how = "pulled from the DVC remote"
-    db = root / relative(cfg, cfg.db_path)
+    match = re.search(r"md5:\s*([0-9a-f]{32})", pointer)
+    path = versionfiles.version_file(results_folder(cfg), version)
+    if match and path.is_file() and file_md5(path) == match[1]:
+        return path, "results/"
+    if match and (cached := cfg.root / ".dvc" / "cache" / "files" / "md5" / match[1][:2] / match[1][2:]).is_file():
+        return cached, "DVC cache"
+    path.parent.mkdir(exist_ok=True)
+    name = relative(cfg, path)
+    dvc(cfg.root, "get", ".", name, "--rev", tag, "--out", name, "--force")
+    return path, "DVC remote"
+
+
+def rebuild_database(cfg: BenchConfig) -> list[str]:
+    """The working database rebuilt from the version files of the latest experiment tag.
+
+    An existing database is kept beside as <name>.before-rebuild.db, never deleted.
+    """
+    tags = env.experiment_tags(cfg.root)
+    latest = next((t for t in reversed(tags) if at_tag(cfg, t, results_path(cfg, t))), None)
+    if latest is None:
+        raise VersioningError("no experiment tag has results/<version>.db files yet: nothing to rebuild from")
+    sources, origins = {}, set()
+    for version, pointer in tag_results(cfg, latest).items():
+        sources[version], origin = restore_version_file(cfg, latest, version, pointer)
+        origins.add(origin)
+    db = cfg.db_path
     lines = []
-    if db.exists() and root == cfg.root:
+    if db.exists():
         kept = db.with_name(f"{db.stem}.before-rebuild{db.suffix}")
         os.replace(db, kept)
         lines.append(f"the previous {db.name} is kept as {kept.name}")
-    counts = versionfiles.rebuild(files, db, order=version_key)
+    counts = versionfiles.rebuild(sources, db, order=version_key)
     rows = ", ".join(f"{table} {n}" for table, n in counts.items())
-    versions = sorted((versionfiles.file_version(p) for p in files), key=version_key)
-    return [f"{db.name} rebuilt from {len(files)} version files ({how}): {versions[0]}..{versions[-1]}; {rows}"] + lines
+    versions = sorted(sources, key=version_key)
+    where = ", ".join(sorted(origins))
+    head = f"{db.name} rebuilt from the {len(versions)} version files of {latest} ({where}): "
+    return [head + f"{versions[0]}..{versions[-1]}; rows: {rows}", *lines]
 
 
 def rebuild_if_missing(cfg: BenchConfig) -> None:
     """A fresh clone (or a deleted database): the working database comes back from the version files."""
-    if uses_dvc(cfg) and not cfg.db_path.exists() and tracked_results(results_folder(cfg)):
-        print("\n".join(rebuild_database(cfg)))
+    if uses_dvc(cfg) and not cfg.db_path.exists() and (tags := env.experiment_tags(cfg.root)):
+        if at_tag(cfg, tags[-1], results_path(cfg, tags[-1])):
+            print("\n".join(rebuild_database(cfg)))
 
 
 def record(cfg: BenchConfig, version: str, message: str) -> list[str]:
