@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -170,7 +171,8 @@ def can_mount_tmpfs(folder: Path) -> bool:
 
 @pytest.mark.skipif(not DVC.exists(), reason="dvc is not installed in this environment")
 def test_full_disk_during_dvc_add_names_no_space_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """For real: the project on a 4 MB tmpfs, the database larger than what is left for DVC's cache copy."""
+    """For real: the project on a 4 MB tmpfs, the version file larger than what is left for DVC's cache copy
+    (the working database and the experiment's results/<version>.db fit, a third copy does not)."""
     disk = tmp_path / "disk"
     disk.mkdir()
     if not can_mount_tmpfs(disk):
@@ -179,7 +181,11 @@ def test_full_disk_during_dvc_add_names_no_space_left(tmp_path: Path, monkeypatc
         root = toy_project.write_project(disk / "toy")
         versioned_toy(root)
         free = shutil.disk_usage(disk).free
-        (root / "benchmark.db").write_bytes(os.urandom(int(free * 0.6)))  # fits once, not twice
+        with sqlite3.connect(root / "benchmark.db") as con:  # one version's rows: fits twice, not three times
+            con.execute("CREATE TABLE predictions (experiment_version TEXT, raw_response BLOB)")
+            blobs = [("e0.0.1", os.urandom(2000)) for _ in range(int(free * 0.4) // 2100)]
+            con.executemany("INSERT INTO predictions VALUES (?, ?)", blobs)
+        con.close()
         for _ in toy_project.activate(root, monkeypatch):
             from bench_harness._core.config import load_config
             from bench_harness._versioning import versioning

@@ -545,6 +545,21 @@ def results_to_record(cfg: BenchConfig, version: str) -> tuple[list[str], list[s
     return exported, copied
 
 
+def export(cfg: BenchConfig, path: Path) -> None:
+    """One version's rows to its file; a full disk is named with its fix (the export is redone on resume)."""
+    try:
+        versionfiles.export_version(cfg.db_path, versionfiles.file_version(path), path)
+    except (sqlite3.Error, OSError) as error:
+        versionfiles.temporary_file(path).unlink(missing_ok=True)
+        full = "disk is full" in str(error) or any(marker in str(error) for marker in DISK_FULL)
+        raise VersioningError(
+            f"exporting {path.name}: no space left on the project's disk. Free some space (df -h .), then re-run "
+            "`make experiment`: it completes the experiment without recomputing"
+            if full
+            else f"exporting {path.name} from {cfg.db_path.name} failed: {error}"
+        ) from error
+
+
 def commit_results(cfg: BenchConfig, version: str) -> list[str]:
     """Export the version's rows to results/<version>.db, `dvc add` it and commit its .dvc file.
 
@@ -560,7 +575,7 @@ def commit_results(cfg: BenchConfig, version: str) -> list[str]:
     files = [versionfiles.version_file(folder, v) for v in exported]
     for path in files:
         if not (path.exists() and path.with_name(path.name + ".dvc").exists()):
-            versionfiles.export_version(cfg.db_path, versionfiles.file_version(path), path)
+            export(cfg, path)
     env.fault_point("export")
     clean_dvc_tmp(cfg, time.time())
     dvc_step(cfg, "dvc-add", "add", *(relative(cfg, path) for path in files))
