@@ -179,3 +179,167 @@ def test_the_first_experiment_after_the_whole_database_layout_adopts_it(
     assert "rebuilt from the 2 version files of e0.0.2" in versioning.rebuild_database(cfg)[0]
     assert dump(cfg.db_path) == whole
     assert versioning.database_mismatch(cfg) == []
+
+
+# -- the versioned workflow on the toy: git + DVC for real, `bench` in-process -------------------------------
+RESCORING = '''
+"""Toy scoring, changed after the experiments: a parser that reads the raw response the other way round."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def parse_prediction(row: dict[str, Any]) -> Any:
+    return 1 - int(str(row.get("raw_response")).split("=")[1])
+'''
+
+
+def versioned_toy(toy: Path, monkeypatch: pytest.MonkeyPatch, level: str = "standard") -> None:
+    """The toy as a git repository with DVC (standard versioning), committed: ready for `bench experiment`."""
+    from bench_harness._versioning import versioning
+
+    for key in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{key}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{key}_EMAIL", "t@t")
+    toml = toy / "benchmark.toml"
+    toml.write_text(toml.read_text().replace('level = "minimal"', f'level = "{level}"'))
+    (toy / ".gitignore").write_text("*.db\n__pycache__/\n")
+    versioning.git(toy, "init", "-q")
+    if level != "minimal":
+        versioning.dvc(toy, "init", "--quiet")
+    commit(toy, "init")
+
+
+def commit(toy: Path, message: str, *paths: str) -> None:
+    from bench_harness._versioning import versioning
+
+    versioning.git(toy, "add", *(paths or ("-A",)))
+    versioning.git(toy, "commit", "-qm", message)
+
+
+def bench(capsys: pytest.CaptureFixture, *args: str, code: int = 0) -> tuple[str, str]:
+    """`bench <args>` in-process: (stdout, stderr); the exit code must be `code`."""
+    from bench_harness._cli.main import main
+
+    done = main(list(args))
+    out, err = capsys.readouterr()
+    assert done == code, (args, out, err)
+    return out, err
+
+
+def git_out(toy: Path, *args: str) -> str:
+    from bench_harness._versioning import versioning
+
+    return versioning.git(toy, *args).stdout.strip()
+
+
+def cache_objects(toy: Path) -> set[str]:
+    return {str(p.relative_to(toy)) for p in (toy / ".dvc" / "cache").rglob("*") if p.is_file()}
+
+
+def rows(db: Path) -> dict[str, list[tuple]]:
+    """Every table's rows as sorted multisets (a rebuild orders a later rescore's rows with their version)."""
+    return {table: sorted(found, key=repr) for table, found in dump(db).items()}
+
+
+def rescore_latest_scoring(toy: Path) -> None:
+    """The user changes scoring.py and commits it (a rescore is what follows)."""
+    import importlib
+    import sys
+
+    (toy / "src" / "toy_bench" / "scoring.py").write_text(RESCORING.lstrip())
+    sys.modules.pop("toy_bench.scoring", None)
+    importlib.invalidate_caches()
+    commit(toy, "read the raw response")
+
+
+def test_a_rescore_reaches_the_version_file_and_a_rebuild_keeps_it(
+    toy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Gap 1: `make rescore` of a tagged version exports its file again and `dvc add`s it; the experiment is
+    refused until the pointer is committed (the message names the command); the old tag keeps its file; a
+    rebuild after the commit has the rescore; DVC stores one more copy of that version's rows only."""
+    versioned_toy(toy, monkeypatch)
+    bench(capsys, "experiment", "--quiet", "--no-push")
+    bench(capsys, "experiment", "--quiet", "--no-push", "--force-tag")
+    pointer = "results/e0.0.1.db.dvc"
+    tagged = git_out(toy, "show", f"e0.0.1:{pointer}")
+    objects = cache_objects(toy)
+    rescore_latest_scoring(toy)
+
+    out, _ = bench(capsys, "rescore", "--version", "e0.0.1")
+    fix = f"git add {pointer} && git commit -m 'e0.0.1 rescored'"
+    assert f"commit it: {fix}" in out, out
+    assert len(cache_objects(toy) - objects) == 1, "one more copy of that version's rows, nothing else"
+    with sqlite3.connect(toy / "results" / "e0.0.1.db") as con:
+        scored = con.execute("SELECT COUNT(scored_prediction) FROM predictions").fetchone()[0]
+        rescored_metrics = con.execute("SELECT COUNT(*) FROM metrics WHERE scorer_version IS NOT NULL").fetchone()[0]
+    con.close()
+    assert scored == 24 and rescored_metrics == 2, "the version file has the rescore"
+
+    _, err = bench(capsys, "experiment", "--quiet", "--no-push", "--force-tag", code=2)
+    assert "uncommitted changes" in err and fix in err, err
+    assert git_out(toy, "show", f"e0.0.1:{pointer}") == tagged, "the old tag keeps the file as it was tagged"
+
+    commit(toy, "e0.0.1 rescored", pointer)
+    working = rows(toy / "benchmark.db")
+    (toy / "benchmark.db").unlink()
+    (toy / "results" / "e0.0.1.db").unlink()  # a fresh clone: the DVC cache has the files
+    out, _ = bench(capsys, "rebuild-db")
+    assert rows(toy / "benchmark.db") == working, "the rebuild after the commit has the rescore, row for row"
+
+    out, _ = bench(capsys, "experiment", "--quiet", "--no-push", "--force-tag")
+    assert git_out(toy, "show", f"e0.0.3:{pointer}") == git_out(toy, "show", f"HEAD:{pointer}") != tagged
+    assert git_out(toy, "status", "--porcelain") == ""
+
+
+def test_a_rescore_under_minimal_versioning_writes_no_results_file(
+    toy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    versioned_toy(toy, monkeypatch, level="minimal")
+    bench(capsys, "experiment", "--quiet", "--no-push")
+    rescore_latest_scoring(toy)
+    out, _ = bench(capsys, "rescore")
+    assert "e0.0.1: 24 rows re-scored" in out and "commit it" not in out
+    assert not (toy / "results").exists()
+    assert git_out(toy, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("phase", ["after:export", "after:dvc-add"])
+def test_an_abandoned_experiment_leaves_no_results_file(
+    toy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, phase: str
+) -> None:
+    """Gap 2, in the kill matrix's spirit: an experiment SIGKILLed after its export (or its `dvc add`), then
+    HEAD moves (a commit): the next `make experiment` is a new one, its tree clean, no stray results file;
+    the abandoned version's rows stay in the working database, untagged."""
+    import os
+    import subprocess
+    import sys
+
+    from toy import HARNESS_SRC
+
+    versioned_toy(toy, monkeypatch)
+    bench(capsys, "experiment", "--quiet", "--no-push")
+    command = [sys.executable, "-m", "bench_harness", "experiment", "--quiet", "--no-push", "--force-tag"]
+    environment = {**os.environ, "PYTHONPATH": f"{HARNESS_SRC}{os.pathsep}{toy / 'src'}", "BENCH_FAULT": phase}
+    killed = subprocess.run(command, cwd=toy, env=environment, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert killed.returncode == -9, (killed.stdout, killed.stderr)
+    assert (toy / "results" / "e0.0.2.db").exists()
+    (toy / "notes.md").write_text("moving on\n")
+    commit(toy, "notes", "notes.md")  # (`git add -A` would commit the stray pointer: it is then kept, tracked)
+
+    out, _ = bench(capsys, "experiment", "--quiet", "--no-push", "--force-tag")
+    assert "e0.0.2 was interrupted" in out and "tagged e0.0.3" in out, out
+    assert git_out(toy, "status", "--porcelain", "--untracked-files=all") == ""
+    assert sorted(p.name for p in (toy / "results").iterdir()) == [
+        "e0.0.1.db",
+        "e0.0.1.db.dvc",
+        "e0.0.3.db",
+        "e0.0.3.db.dvc",
+    ]
+    assert git_out(toy, "tag", "-l", "e*").split() == ["e0.0.1", "e0.0.3"]
+    with sqlite3.connect(toy / "benchmark.db") as con:
+        kept = con.execute("SELECT COUNT(*) FROM metrics WHERE experiment_version = 'e0.0.2'").fetchone()[0]
+    con.close()
+    assert kept == 2, "the abandoned version's rows stay in the working database"

@@ -125,19 +125,35 @@ def cmd_report(args: argparse.Namespace, cfg: BenchConfig) -> int:
 def cmd_rescore(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Re-apply scoring.parse_prediction to the stored rows (no predict call): new column + metrics rows."""
     from .._results.rescore import rescore
+    from .._versioning import versioning
     from .table import format_table, metrics_columns
 
+    db = _db(args, cfg)
+    try:  # one writer of the database and of results/ at a time: never beside a running experiment
+        lock = versioning.ExperimentLock(cfg).acquire() if versioning.uses_dvc(cfg) else None
+    except versioning.VersioningError as error:
+        print(f"rescore refused: {error}", file=sys.stderr)
+        return 2
     try:
-        done = rescore(cfg, _db(args, cfg), args.version)
+        done = rescore(cfg, db, args.version)
+        recorded = versioning.rescored_results(cfg, db, done["version"])
     except ValueError as error:
         print(f"rescore: {error}", file=sys.stderr)
         return 1
+    except versioning.VersioningError as error:  # the database is rescored; its results file is not yet
+        print(f"rescore: {error}\n  run `make rescore` again once that is fixed", file=sys.stderr)
+        return 1
+    finally:
+        if lock is not None:
+            lock.release()
     print(
         f"{done['version']}: {done['rows']} rows re-scored with {done['scorer_version']}, "
         f"{done['changed']} predictions differ from the recorded ones (column scored_prediction)"
     )
     rows = done["metrics"]
     print(format_table(rows, metrics_columns(rows, cfg)))
+    if recorded:
+        print("\n".join(recorded))
     return 0
 
 

@@ -113,12 +113,52 @@ def data_folder(cfg: BenchConfig) -> Path:
 
 # -- pre-experiment validation ------------------------------------------------------------------
 def uncommitted(cfg: BenchConfig) -> list[str]:
-    """What is not committed: git's status lines, plus data/ changed but not `dvc add`-ed."""
+    """What is not committed: git's status lines, data/ changed but not `dvc add`-ed, a rescored results file."""
     lines = [f"  {line}" for line in env.uncommitted_files(cfg.root)]
     if uses_dvc(cfg) and (cfg.root / "data.dvc").exists():
         if dvc(cfg.root, "status", "--quiet", "data.dvc", check=False).returncode != 0:
             lines.append("  data/ differs from data.dvc (`uv run dvc add data` then commit data.dvc)")
+    if uses_dvc(cfg):
+        lines += rescored_uncommitted(cfg)
     return lines
+
+
+def rescore_commit_command(pointer: str, version: str) -> str:
+    return f"git add {pointer} && git commit -m '{version} rescored'"
+
+
+def rescored_uncommitted(cfg: BenchConfig) -> list[str]:
+    """Results files of tagged versions changed since committed (`make rescore` re-exported them), with the fix.
+
+    *.db.dvc files are outputs to git status (an interrupted experiment's own pointer must not stop its
+    resume), so a rescored version's pointer is found here: a tagged version whose pointer differs from
+    the one committed at HEAD (or, absent there, at its tag: maximum's copies from the tag are not changes).
+    Left uncommitted, a rebuild (fresh clone, reproduce, rebuild-db) would silently drop the rescore.
+    """
+    folder = relative(cfg, results_folder(cfg))
+    suffix = versionfiles.SUFFIX + ".dvc"
+    status = git(cfg.root, "status", "--porcelain", "--untracked-files=all", "--", f"{folder}/*{suffix}", check=False)
+    tags = set(env.experiment_tags(cfg.root)) if status.stdout.strip() else set()
+    lines = []
+    for line in status.stdout.splitlines():
+        pointer = line[3:].strip()
+        version = Path(pointer).name[: -len(suffix)]
+        if version not in tags or not (cfg.root / pointer).is_file():
+            continue
+        committed = show_file(cfg, "HEAD", pointer)
+        committed = show_file(cfg, version, pointer) if committed is None else committed
+        if (cfg.root / pointer).read_text() != committed:
+            lines.append(
+                f"  {line.strip()}: {version}'s results were re-exported by `make rescore`; "
+                f"commit it: {rescore_commit_command(pointer, version)}"
+            )
+    return lines
+
+
+def show_file(cfg: BenchConfig, rev: str, path: str) -> str | None:
+    """`path`'s text at `rev`, or None when it is not committed there."""
+    shown = git(cfg.root, "show", f"{rev}:{path}", check=False)
+    return shown.stdout if shown.returncode == 0 else None
 
 
 def last_experiment(cfg: BenchConfig) -> tuple[str, str] | None:
@@ -637,6 +677,76 @@ def restore_version_file(cfg: BenchConfig, tag: str, version: str, pointer: str)
     return path, "DVC remote"
 
 
+def discard_unrecorded_results(cfg: BenchConfig, version: str) -> list[str]:
+    """An abandoned experiment's results file and pointer, when git does not track them: deleted.
+
+    Its export (after:export) or `dvc add` (after:dvc-add) left results/<version>.db and maybe its
+    .dvc; the version is never tagged, so they would stay as stray files (an untracked .dvc a later
+    `git add -A` would commit for a version no tag has). Its rows stay in the working database. Called
+    under the experiment lock; a pointer git tracks (committed before HEAD moved) is kept with its file.
+    The DVC cache object stays until `dvc gc`.
+    """
+    if not uses_dvc(cfg):
+        return []
+    path = versionfiles.version_file(results_folder(cfg), version)
+    pointer = relative(cfg, path) + ".dvc"
+    if git(cfg.root, "ls-files", "--error-unmatch", "--", pointer, check=False).returncode == 0:
+        return []
+    removed = [p for p in (path, path.with_name(path.name + ".dvc")) if p.exists()]
+    for stray in (*removed, versionfiles.temporary_file(path)):
+        stray.unlink(missing_ok=True)
+    ignore = path.parent / ".gitignore"  # `dvc add` lists the file there when no other rule ignores it
+    if ignore.is_file() and f"/{path.name}" in (entries := ignore.read_text().splitlines()):
+        kept = [e for e in entries if e != f"/{path.name}"]
+        if kept or at_tag(cfg, "HEAD", relative(cfg, ignore)):
+            ignore.write_text("".join(f"{e}\n" for e in kept))
+        else:
+            ignore.unlink()
+    if not removed:
+        return []
+    return [f"note: removed {version}'s unrecorded results file ({', '.join(relative(cfg, p) for p in removed)})"]
+
+
+def rescored_results(cfg: BenchConfig, db_path: Path, version: str) -> list[str]:
+    """After `make rescore` of a tagged version: its results file exported again and `dvc add`-ed.
+
+    The version file is what a rebuild (fresh clone, `make reproduce`, `rebuild-db`) restores: without
+    this, the rescore would live in the working database only and a rebuild would silently drop it.
+    The old tag keeps its pointer (its results as tagged); committing the new pointer makes the next
+    commit and tag carry the rescored file. DVC stores one more copy of that version's rows, no more.
+    Untagged versions (an experiment still to be recorded exports them then), another database (--db,
+    --dev) and minimal versioning are left alone. Call it under the experiment lock.
+    """
+    if not uses_dvc(cfg) or db_path.resolve() != cfg.db_path.resolve() or not tag_exists(cfg, version):
+        return []
+    path = versionfiles.version_file(results_folder(cfg), version)
+    export(cfg, path)
+    dvc(cfg.root, "add", "--quiet", relative(cfg, path))
+    pointer = relative(cfg, path) + ".dvc"
+    if not rescored_uncommitted(cfg):
+        return [f"{pointer}: unchanged"]
+    return [
+        f"{relative(cfg, path)} exported again with the rescore and `dvc add`-ed ({version}'s tag keeps the file "
+        "as it was tagged); until it is committed, a rebuild of the database would not have the rescore.",
+        f"  commit it: {rescore_commit_command(pointer, version)}",
+    ]
+
+
+def rebuild_sources(cfg: BenchConfig, latest: str) -> dict[str, tuple[str, str]]:
+    """{version: (rev, pointer)} to rebuild from: the latest tag's, with pointers committed since (rescores).
+
+    HEAD's pointer of a version wins unless HEAD is an older commit than the tag (a checkout of the
+    past keeps the tag's newer files); only the tag's versions are rebuilt.
+    """
+    sources = {version: (latest, pointer) for version, pointer in tag_results(cfg, latest).items()}
+    tagged = git(cfg.root, "rev-parse", f"{latest}^{{commit}}").stdout.strip()
+    ancestor = git(cfg.root, "merge-base", "--is-ancestor", "HEAD", latest, check=False).returncode == 0
+    if head(cfg) == tagged or not ancestor:
+        changed = {v: p for v, p in tag_results(cfg, "HEAD").items() if v in sources and p != sources[v][1]}
+        sources.update({version: ("HEAD", pointer) for version, pointer in changed.items()})
+    return sources
+
+
 def rebuild_database(cfg: BenchConfig) -> list[str]:
     """The working database rebuilt from the version files of the latest experiment tag.
 
@@ -647,8 +757,8 @@ def rebuild_database(cfg: BenchConfig) -> list[str]:
     if latest is None:
         raise VersioningError("no experiment tag has results/<version>.db files yet: nothing to rebuild from")
     sources, origins = {}, set()
-    for version, pointer in tag_results(cfg, latest).items():
-        sources[version], origin = restore_version_file(cfg, latest, version, pointer)
+    for version, (rev, pointer) in rebuild_sources(cfg, latest).items():
+        sources[version], origin = restore_version_file(cfg, rev, version, pointer)
         origins.add(origin)
     db = cfg.db_path
     lines = []
@@ -779,6 +889,8 @@ def _start(cfg: BenchConfig, options: ExperimentOptions) -> Journal | int:
             f"note: {journal.version} was interrupted after `{journal.phase}` on commit {journal.commit[:12]} and "
             "HEAD has moved since: its rows stay in the database, untagged; this is a new experiment"
         )
+        for line in discard_unrecorded_results(cfg, journal.version):
+            print(line)
         Journal.clear(cfg)
         abandoned, journal = journal, None
     if journal is not None:
