@@ -293,6 +293,10 @@ def test_a_rescore_reaches_the_version_file_and_a_rebuild_keeps_it(
     assert git_out(toy, "show", f"e0.0.3:{pointer}") == git_out(toy, "show", f"HEAD:{pointer}") != tagged
     assert git_out(toy, "status", "--porcelain") == ""
 
+    (toy / "benchmark.db").unlink()  # a fresh clone's first command reads an old version: rebuilt first
+    out, err = bench(capsys, "report", "--version", "e0.0.1", "--out", "reports")
+    assert "benchmark.db rebuilt from the 3 version files of e0.0.3" in err and "RESULTS.md" in out, (out, err)
+
 
 def test_a_rescore_under_minimal_versioning_writes_no_results_file(
     toy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

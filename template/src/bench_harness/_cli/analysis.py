@@ -28,6 +28,26 @@ def _db(args: argparse.Namespace, cfg: BenchConfig, dev_default: bool = False) -
     return cfg.db_path
 
 
+def _experiment_db(args: argparse.Namespace, cfg: BenchConfig) -> Path:
+    """`_db`, and a missing experiment database (a fresh clone) rebuilt from its version files first.
+
+    Notes go to stderr: `make sql ARGS=--csv` output stays clean. A failed rebuild is reported and the
+    command goes on (it then names the missing database as before).
+    """
+    db = _db(args, cfg)
+    if db.resolve() != cfg.db_path.resolve() or db.exists():
+        return db
+    from .._versioning import versioning
+
+    try:
+        lines = versioning.rebuild_if_missing(cfg)
+    except versioning.VersioningError as error:
+        lines = [f"{db.name} is missing and could not be rebuilt: {error}"]
+    if lines:
+        print("\n".join(lines), file=sys.stderr)
+    return db
+
+
 def cmd_inspect(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Inspect the development results (the guide's data inspection); exit 1 on an issue."""
     from .._checks.inspection import inspect
@@ -43,7 +63,7 @@ def cmd_validate(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Validate an experiment's results: duplicates, NULL params, errors, cache; exit 1 on an issue."""
     from .._checks.validate import validate
 
-    db = _db(args, cfg)
+    db = _experiment_db(args, cfg)
     if not db.exists():
         print(f"{db.name} does not exist: run `make experiment` first", file=sys.stderr)
         return 1
@@ -60,21 +80,21 @@ def cmd_sql(args: argparse.Namespace, cfg: BenchConfig) -> int:
             file=sys.stderr,
         )
         return 2
-    return run_sql(cfg, _db(args, cfg), args.query, csv=args.csv)
+    return run_sql(cfg, _experiment_db(args, cfg), args.query, csv=args.csv)
 
 
 def cmd_duckdb(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """A DuckDB shell on the results (no network, no duckdb binary needed); reads a script from a pipe."""
     from .._results.analysis import shell
 
-    return shell(cfg, _db(args, cfg))
+    return shell(cfg, _experiment_db(args, cfg))
 
 
 def cmd_recipes(args: argparse.Namespace, cfg: BenchConfig) -> int:
     """Print the recipes (the guide's analysis queries) resolved for this benchmark."""
     from .._results.analysis import print_recipes
 
-    return print_recipes(cfg, _db(args, cfg))
+    return print_recipes(cfg, _experiment_db(args, cfg))
 
 
 def cmd_export(args: argparse.Namespace, cfg: BenchConfig) -> int:
@@ -82,7 +102,7 @@ def cmd_export(args: argparse.Namespace, cfg: BenchConfig) -> int:
     from .._results.analysis import export, foreign_notes
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    db = _db(args, cfg)
+    db = _experiment_db(args, cfg)
     for path in export(cfg, db, cfg.root / args.out, formats, args.version):
         print(path.relative_to(cfg.root) if path.is_relative_to(cfg.root) else path)
     for note in foreign_notes(cfg, db):  # every row is exported; one version (--version) only the harness's
@@ -108,7 +128,7 @@ def cmd_report(args: argparse.Namespace, cfg: BenchConfig) -> int:
     from .._report import write
 
     try:
-        markdown, html = write(cfg, _db(args, cfg), cfg.root / args.out, args.version, _previous(cfg, args))
+        markdown, html = write(cfg, _experiment_db(args, cfg), cfg.root / args.out, args.version, _previous(cfg, args))
     except (FileNotFoundError, ValueError) as error:
         print(f"report: {error}", file=sys.stderr)
         return 1
@@ -128,7 +148,7 @@ def cmd_rescore(args: argparse.Namespace, cfg: BenchConfig) -> int:
     from .._versioning import versioning
     from .table import format_table, metrics_columns
 
-    db = _db(args, cfg)
+    db = _experiment_db(args, cfg)
     try:  # one writer of the database and of results/ at a time: never beside a running experiment
         lock = versioning.ExperimentLock(cfg).acquire() if versioning.uses_dvc(cfg) else None
     except versioning.VersioningError as error:

@@ -774,11 +774,16 @@ def rebuild_database(cfg: BenchConfig) -> list[str]:
     return [head + f"{versions[0]}..{versions[-1]}; rows: {rows}", *lines]
 
 
-def rebuild_if_missing(cfg: BenchConfig) -> None:
-    """A fresh clone (or a deleted database): the working database comes back from the version files."""
+def rebuild_if_missing(cfg: BenchConfig) -> list[str]:
+    """A fresh clone (or a deleted database): the working database comes back from the version files.
+
+    Called by `make experiment` and by the commands that read the experiment database (report, sql,
+    validate, export, rescore): a clone's first `make report TAG=...` needs no manual `rebuild-db`.
+    """
     if uses_dvc(cfg) and not cfg.db_path.exists() and (tags := env.experiment_tags(cfg.root)):
         if at_tag(cfg, tags[-1], results_path(cfg, tags[-1])):
-            print("\n".join(rebuild_database(cfg)))
+            return rebuild_database(cfg)
+    return []
 
 
 def record(cfg: BenchConfig, version: str, message: str) -> list[str]:
@@ -899,7 +904,8 @@ def _start(cfg: BenchConfig, options: ExperimentOptions) -> Journal | int:
             options.message = journal.message
         return journal if run_preflight(cfg, options) else 2
     try:
-        rebuild_if_missing(cfg)
+        if rebuilt := rebuild_if_missing(cfg):
+            print("\n".join(rebuilt))
     except VersioningError as error:
         print(f"experiment refused: {error}", file=sys.stderr)
         return 2
