@@ -250,8 +250,9 @@ def run(
         if resuming:
             summary.track_ids.update(store.track_ids(table, where))
         recorder = RunRecorder(store, table, shared_columns(grid, config_ids, code, meta, summary.track_ids))
-        if use_cache:
-            recorder.has_cached_rows()  # asked before this run writes anything (its rows are no cache)
+        # Asked once, before this run writes anything (its own rows are no cache hits): a first run
+        # looks nothing up in any chunk.
+        use_cache = use_cache and recorder.has_cached_rows()
         progress = Progress(summary.tasks, label=f"{version} {phase}") if options.show_progress else None
         planner = _Planner(store, recorder, grid, config_ids, code, where, envelope, summary, progress)
         planner.resuming, planner.use_cache, planner.only_errors = resuming, use_cache, options.only_errors
