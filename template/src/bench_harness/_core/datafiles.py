@@ -12,6 +12,7 @@ import math
 from array import array
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -161,12 +162,14 @@ def check_items(
     hashes = array("q")
     missing: list[int] = []
     count = 0
-    for count, item in enumerate(items, 1):  # noqa: B007 - the count is what the loop leaves
-        input_id = item.get("input_id")
-        if input_id in (None, ""):
-            missing.append(count - 1)
-        else:
-            hashes.append(hash(str(input_id)))
+    iterator = iter(items)
+    while block := [item.get("input_id") for item in islice(iterator, 10_000)]:  # C loops over a block
+        present = block
+        if None in block or "" in block:
+            missing += [count + index for index, input_id in enumerate(block) if input_id in (None, "")]
+            present = [input_id for input_id in block if input_id not in (None, "")]
+        hashes.extend(map(hash, map(str, present)))
+        count += len(block)
     if not count:
         raise DataError(f"load_items() returned no items{where}: nothing to benchmark")
     candidates = _repeated_hashes(hashes)

@@ -393,11 +393,16 @@ class _Planner:
         row has none (a segmentation added by `copier update` since it was computed).
         """
         n, config_ids = len(items), self.config_ids
-        wanted = [(config_ids[t // n], items[t % n].get("input_id"), digests[t % n]) for t in todo]
+        ids = [item.get("input_id") for item in items]
+        if len(todo) == n * len(config_ids):  # the usual case: every task of the chunk
+            wanted = [(cid + digest, iid) for cid in config_ids for digest, iid in zip(digests, ids, strict=True)]
+        else:
+            wanted = [(config_ids[t // n] + digests[t % n], ids[t % n]) for t in todo]
         segments = None
         if self.segment_names:
             per_input = segment_values(items, self.segment_names)
-            segments = [per_input[t % n] for t in todo]
+            if any(value is not None for values in per_input for value in values):
+                segments = [per_input[t % n] for t in todo]
         hits = self.recorder.copy_cache_hits(wanted, self.code, self.prefixes, self.segment_names, segments)
         self.summary.cache_hits += len(hits)
         if self.progress:

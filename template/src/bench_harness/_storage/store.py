@@ -680,7 +680,7 @@ class RunRecorder:
 
     def copy_cache_hits(
         self,
-        wanted: Sequence[tuple[str, Any, str]],
+        wanted: Sequence[tuple[str, Any]],
         code: str,
         key_prefixes: dict[str, str] | None = None,
         segment_names: Sequence[str] = (),
@@ -689,65 +689,66 @@ class RunRecorder:
         """Log the tasks an earlier run computed without error as cache hits; return their positions.
 
         Called once per chunk of a streamed run (runner.py), so it costs a chunk's memory, never the
-        table's. `wanted` holds each task's (config_id, input_id, input_digest); a row is a hit when it
-        has `code` (the run's code version) and that identity, whatever the format of its cache_key
-        (an older release's rows are hits too). The tasks go into a temporary table, each finds the
-        oldest such row through the cache's index (one probe each), and one INSERT ... SELECT copies
-        the hits with this run's shared columns, `cache` = the track_id that computed it, no
+        table's. `wanted` holds each task's (identity, input_id): keys.identity (config_id + input
+        digest) and the item's id. A row is a hit when it has `code` (the run's code version) and
+        that identity, whatever the format of its cache_key (an older release's rows are hits too).
+        The tasks go to SQLite as one JSON array, each finds the oldest such row through the cache's
+        index (one probe each, the id leading to the digest), and one INSERT ... SELECT copies the
+        hits with this run's shared columns, `cache` = the track_id that computed it, no
         function_time and (with `key_prefixes`: config_id -> keys.key_prefix) the cache_key of
         today's format, in the tasks' order.
 
-        `segments` (aligned with `wanted`) are each task's values of `segment_names`, computed from
-        its item now: a copy whose cached row has no value for one (a segmentation added since) gets
-        it, in the same statement. Segmentations without any value cost nothing.
+        `segments` (aligned with `wanted`; None when no item has a value) are each task's values of
+        `segment_names`, computed from its item now: a copy whose cached row has no value for one (a
+        segmentation added since) gets it, in the same statement.
         """
         table = quote(self.table)
         if not wanted or not self.has_cached_rows():
             return []
         conn = self.store.conn
-        filled = self._segments_with_values(segment_names, segments)
-        seg_columns = "".join(f", s{column}" for column in range(len(filled)))
-        conn.execute("DROP TABLE IF EXISTS temp.run_wanted")
-        conn.execute(f"CREATE TEMP TABLE run_wanted (pos INTEGER PRIMARY KEY, cid, iid, digest, hit{seg_columns})")
-        columns = list(filled.values())
-        rows = (
-            (pos, *task, None, *(segments[pos][c] for c in columns)) if columns else (pos, *task, None)  # type: ignore[index]
-            for pos, task in enumerate(wanted)
+        # One probe of the cache's index per task (config_id, code_version, input_id, input_digest), the
+        # tasks read from one JSON array: [[identity, input_id], ...].
+        found = conn.execute(
+            f"SELECT j.key, (SELECT MIN(t.rowid) FROM {table} t "
+            "WHERE t.config_id = substr(j.value ->> 0, 1, length(j.value ->> 0) - 16) AND t.code_version = ? "
+            "AND t.input_id = j.value ->> 1 AND t.input_digest = substr(j.value ->> 0, -16) "
+            f"AND t.cache = '' AND t.error IS NULL{self._trusted_rows()}) FROM json_each(?) j",
+            (code, json.dumps(wanted, default=str)),
         )
-        marks = ", ".join("?" for _ in range(5 + len(columns)))
-        conn.executemany(f"INSERT INTO temp.run_wanted VALUES ({marks})", plain_cells(list(rows)))
-        with self.store.transaction():
-            conn.execute(
-                f"UPDATE temp.run_wanted SET hit = (SELECT MIN(t.rowid) FROM {table} t "
-                "WHERE t.config_id = run_wanted.cid AND t.code_version = ? AND t.input_id = run_wanted.iid "
-                "AND t.input_digest = run_wanted.digest AND t.cache = '' AND t.error IS NULL"
-                f"{self._trusted_rows()})",
-                (code,),
+        matches = [(position, rowid) for position, rowid in found if rowid is not None]
+        if not matches:
+            return []
+        self._add_columns({}, {})  # a shared column new to the table (e.g. a new metadata key)
+        filled = self._segments_with_values(segment_names, segments)
+        sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
+        sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
+        sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
+        prefixes = ""
+        if key_prefixes and "cache_key" in sources:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_key_prefix (config_id TEXT PRIMARY KEY, prefix TEXT)")
+            conn.execute("DELETE FROM temp.run_key_prefix")
+            conn.executemany("INSERT INTO temp.run_key_prefix VALUES (?, ?)", key_prefixes.items())
+            prefixes = " JOIN temp.run_key_prefix k ON k.config_id = t.config_id"
+            sources["cache_key"] = "k.prefix || t.input_digest"
+        if filled:
+            for position, name in enumerate(filled, start=1):
+                sources[name] = f"COALESCE(t.{quote(name)}, json_extract(j.value, '$[{position}]'))"
+            payload = json.dumps(
+                [[rowid, *(segments[task][column] for column in filled.values())] for task, rowid in matches],  # type: ignore[index]
+                default=str,
             )
-            found = conn.execute("SELECT pos FROM temp.run_wanted WHERE hit IS NOT NULL ORDER BY pos")
-            hits = [pos for (pos,) in found]
-            if not hits:
-                return []
-            self._add_columns({}, {})  # a shared column new to the table (e.g. a new metadata key)
-            sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
-            sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
-            sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
-            prefixes = ""
-            if key_prefixes and "cache_key" in sources:
-                conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_key_prefix (config_id TEXT PRIMARY KEY, prefix TEXT)")
-                conn.execute("DELETE FROM temp.run_key_prefix")
-                conn.executemany("INSERT INTO temp.run_key_prefix VALUES (?, ?)", key_prefixes.items())
-                prefixes = " JOIN temp.run_key_prefix k ON k.config_id = t.config_id"
-                sources["cache_key"] = "k.prefix || t.input_digest"
-            for column, name in enumerate(filled):
-                sources[name] = f"COALESCE(t.{quote(name)}, w.s{column})"
+            rowid_of = "json_extract(j.value, '$[0]')"
+        else:
+            payload, rowid_of = json.dumps([rowid for _, rowid in matches]), "j.value"
+        with self.store.transaction():
+            # In the order of the array (json_each is the outer loop): the tasks' order.
             conn.execute(
                 f"INSERT INTO {table} ({', '.join(map(quote, sources))}) SELECT {', '.join(sources.values())} "
-                f"FROM temp.run_wanted w JOIN {table} t ON t.rowid = w.hit "
-                f"JOIN temp.run_shared r ON r.config_id = t.config_id{prefixes} WHERE w.hit IS NOT NULL ORDER BY w.pos",
-                (timestamp(),),
+                f"FROM json_each(?) j JOIN {table} t ON t.rowid = {rowid_of} "
+                f"JOIN temp.run_shared r ON r.config_id = t.config_id{prefixes}",
+                (timestamp(), payload),
             )
-        return hits
+        return [position for position, _ in matches]
 
     def _segments_with_values(self, names: Sequence[str], segments: Sequence[tuple] | None) -> dict[str, int]:
         """{segmentation: its index in a task's values} for those some task of the chunk has a value of.
