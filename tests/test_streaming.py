@@ -204,3 +204,24 @@ def test_check_items_streams_hashes_not_ids() -> None:
         check_items(iter([{"input_id": 1}, {"input_id": 2}, {"x": 1}]))
     with pytest.raises(DataError, match="no items"):
         check_items(iter([]))
+
+
+def test_recorded_as_planned_streams_the_keys_of_a_repeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make experiment` asks before skipping a repeat: every planned key recorded without error, no more."""
+    root = project(tmp_path, "gen", True)
+    run(root, monkeypatch, versions=("t1",))
+    for _ in toy.activate(root, monkeypatch):
+        from bench_harness._core.config import load_config
+        from bench_harness._run import runner
+
+        monkeypatch.setattr(runner, "CHUNK_TASKS", CHUNK, raising=False)
+        cfg = load_config()
+        assert runner.recorded_as_planned(cfg, "t1")
+        assert not runner.recorded_as_planned(cfg, "t2")
+        with sqlite3.connect(cfg.db_path) as con:
+            con.execute("UPDATE predictions SET error = 'x' WHERE rowid = 37")
+        assert not runner.recorded_as_planned(cfg, "t1")
+        with sqlite3.connect(cfg.db_path) as con:
+            con.execute("UPDATE predictions SET error = NULL WHERE rowid = 37")
+            con.execute("INSERT INTO predictions SELECT * FROM predictions WHERE rowid = 5")
+        assert not runner.recorded_as_planned(cfg, "t1")  # one row more than planned

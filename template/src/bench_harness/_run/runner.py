@@ -15,6 +15,7 @@ Template-owned. For each run:
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -201,6 +202,45 @@ def chunked(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[st
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def recorded_as_planned(cfg: BenchConfig, version: str) -> bool:
+    """Whether experiment `version` recorded, without error, exactly the cache keys a run would plan now.
+
+    What `make experiment` asks to skip a repeat (versioning.unchanged_experiment), streamed: the
+    items chunk by chunk, each chunk's recorded keys read through the version's index, so a million
+    items never sit in memory with their keys.
+    """
+    import sqlite3
+    from contextlib import closing
+
+    from .._storage.store import column_names, quote
+
+    params_mod, predict_mod, data_mod = user_modules()
+    grid = unique_configs(params_mod.grid())
+    code = keys.code_version(predict_mod)
+    config_ids = [keys.config_id(config) for config in grid]
+    prefixes = [keys.key_prefix(code, cid) for cid in config_ids]
+    table = quote(cfg.predictions_table)
+    where = "experiment_version = ? AND phase = 'experiment' AND error IS NULL"
+    with closing(sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True)) as con:
+        needed = {"cache_key", "error", "experiment_version", "phase", "config_id", "input_id"}
+        if not grid or not needed <= set(column_names(con, cfg.predictions_table)):
+            return False
+        recorded = con.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", (version,)).fetchone()[0]
+        planned = 0
+        for items in chunked(item_source(data_mod, None)(), max(1, CHUNK_TASKS // len(grid))):
+            digests = keys.input_digests(items)
+            wanted = {prefix + digest for prefix in prefixes for digest in digests}
+            planned += len(wanted)
+            found = con.execute(
+                f"SELECT cache_key FROM {table} WHERE {where} AND config_id IN (SELECT value FROM json_each(?)) "
+                "AND input_id IN (SELECT value FROM json_each(?))",
+                (version, json.dumps(config_ids), json.dumps([item.get("input_id") for item in items], default=str)),
+            )
+            if not wanted <= {key for (key,) in found}:
+                return False
+    return planned == recorded
 
 
 def run(
