@@ -346,6 +346,7 @@ class _Planner:
     def tasks(self, chunks: Iterable[list[dict[str, Any]]]) -> Iterator[Task]:
         """The tasks to compute, chunk after chunk; resumed and cached tasks are settled on the way."""
         grid, pending, prefixes, config_ids = self.grid, self.pending, self.prefixes, self.config_ids
+        new_task = tuple.__new__  # Task(...) without its Python-level __new__: a run makes one per task
         for items in chunks:
             digests = keys.input_digests(items)
             n = len(items)
@@ -360,7 +361,7 @@ class _Planner:
                 index = self.issued
                 self.issued += 1
                 pending[index] = (config_index, digest, prefixes[config_ids[config_index]] + digest)
-                yield Task(index, items[position], grid[config_index])
+                yield new_task(Task, (index, items[position], grid[config_index]))
 
     def _resume(self, items: list[dict[str, Any]], digests: list[str], todo: Sequence[int]) -> list[int]:
         """The chunk's tasks still to do, given what this experiment version already recorded.
