@@ -225,3 +225,77 @@ def test_recorded_as_planned_streams_the_keys_of_a_repeat(tmp_path: Path, monkey
             con.execute("UPDATE predictions SET error = NULL WHERE rowid = 37")
             con.execute("INSERT INTO predictions SELECT * FROM predictions WHERE rowid = 5")
         assert not runner.recorded_as_planned(cfg, "t1")  # one row more than planned
+
+
+HANGS_ON_3 = '''
+"""Toy predict that hangs on input 3, and swallows ordinary exceptions around the hang."""
+
+import threading
+import time
+
+PREDICT_VERSION = None
+THREADS = []  # the thread each call ran in
+
+
+def predict(item, params):
+    THREADS.append(threading.current_thread().name)
+    if item["input_id"] == 3:
+        try:
+            time.sleep(3600)
+        except Exception:  # noqa: BLE001 - a user's broad except must not defeat the timeout
+            pass
+    value = item["x"] % 2 if params.model_name == "parity" else 0
+    return {"prediction": value, "raw_response": str(value)}
+'''
+
+
+def timed_out(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str], list[tuple]]:
+    """A serial run with a 0.3 s timeout: the summary, the threads predict ran in, the TIMEOUT rows."""
+    import dataclasses
+
+    for _ in toy.activate(root, monkeypatch):
+        import toy_bench.predict as predict
+
+        from bench_harness._core.config import load_config
+        from bench_harness._run import runner
+
+        cfg = load_config()
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, task_timeout_seconds=0.3))
+        summary = runner.run(cfg, runner.RunOptions(experiment_version="t1", show_progress=False))
+        threads = list(predict.THREADS)
+    with sqlite3.connect(root / "benchmark.db") as con:
+        failed = con.execute("SELECT input_id, error_type FROM predictions WHERE error IS NOT NULL").fetchall()
+    return summary, threads, failed
+
+
+def test_a_serial_timeout_interrupts_the_call_in_the_main_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import threading
+
+    root = toy.write_project(tmp_path / "hang", items=toy.sample_items(6), files={"predict": HANGS_ON_3})
+    before = signal.getsignal(signal.SIGALRM)
+    summary, threads, failed = timed_out(root, monkeypatch)
+    assert summary.computed == 12 and sorted(failed) == [(3, "TIMEOUT"), (3, "TIMEOUT")]
+    assert set(threads) == {threading.main_thread().name}  # no watched thread: one interval timer
+    assert signal.getsignal(signal.SIGALRM) == before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_serial_timeout_falls_back_to_a_thread_when_sigalrm_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    def users_handler(signum: int, frame: object) -> None:
+        raise AssertionError("the run must not fire the user's SIGALRM handler")
+
+    root = toy.write_project(tmp_path / "hang", items=toy.sample_items(6), files={"predict": HANGS_ON_3})
+    previous = signal.signal(signal.SIGALRM, users_handler)
+    try:
+        summary, threads, failed = timed_out(root, monkeypatch)
+        assert signal.getsignal(signal.SIGALRM) is users_handler
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert summary.computed == 12 and sorted(failed) == [(3, "TIMEOUT"), (3, "TIMEOUT")]
+    assert set(threads) == {"predict"}
