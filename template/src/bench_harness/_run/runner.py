@@ -286,7 +286,7 @@ def run(
                 summary.seconds = time.perf_counter() - started
                 return summary
         if use_cache:
-            _check_invalidated(store, table, chunked(items(), chunk_items), grid, code, options.recompute_stale)
+            _check_invalidated(store, table, lambda: chunked(items(), chunk_items), grid, code, options.recompute_stale)
         if resuming:
             summary.track_ids.update(store.track_ids(table, where))
         recorder = RunRecorder(store, table, shared_columns(grid, config_ids, code, meta, summary.track_ids))
@@ -472,7 +472,12 @@ def _chunk_segments(items: list[dict[str, Any]], names: tuple[str, ...]) -> list
 
 
 def _check_invalidated(
-    store: Store, table: str, chunks: Iterable[list[dict[str, Any]]], grid: list[Any], code: str, recompute_stale: bool
+    store: Store,
+    table: str,
+    chunks: Callable[[], Iterable[list[dict[str, Any]]]],
+    grid: list[Any],
+    code: str,
+    recompute_stale: bool,
 ) -> None:
     """Before anything is computed: say how many of this run's tasks a release invalidated, and why.
 
@@ -493,7 +498,7 @@ def _check_invalidated(
     every_invalid = set().union(*invalid.values())
     counts = dict.fromkeys(sorted(invalid), 0)
     affected = 0
-    for items in chunks:
+    for items in chunks():  # a pass over the items only when a release invalidated some identity version
         digests = keys.input_digests(items)
         planned = {keys.identity(cid, digest) for cid in config_ids for digest in digests} - trusted
         for version, ids in invalid.items():
