@@ -838,6 +838,7 @@ def run_dask(
         proven: set[str] = set()
         retried: set[str] = set()
         refused_tasks = 0
+
         def submit_next() -> Any:
             nonlocal submitted
             part = next(source, None)
