@@ -53,7 +53,8 @@ import os
 def load_items(limit=None):
     n = int(os.environ.get("PERF_ITEMS", "20000"))
     n = n if limit is None else min(n, limit)
-    return [{"input_id": i, "text": f"item {i}", "label": i % 3} for i in range(n)]
+    items = ({"input_id": i, "text": f"item {i}", "label": i % 3} for i in range(n))
+    return items if os.environ.get("PERF_STREAM") else list(items)  # PERF_STREAM: a generator (the scale runs)
 '''
 
 PARAMS_PY = '''
@@ -352,6 +353,87 @@ def cpu_processes(h: Harness, items: int) -> list[tuple[str, float, float]]:
     return [("CPU 2 processes vs serial", serial / parallel, 1.7)]
 
 
+# A child process of the scale measures: the run alone (`run`), or the whole `bench run` command
+# (`command`: the run, then the metrics rows and the printed table), in the rendered project. It
+# prints its own peak resident memory and the seconds of the run and of what came after it.
+SCALE_CHILD = """
+import json, resource, sys, time
+mode = sys.argv[1]
+from bench_harness._core.config import load_config
+from bench_harness._run import runner
+from bench_harness._cli.main import main
+seen = {}
+real_run = runner.run
+def timed_run(*args, **kwargs):
+    summary = real_run(*args, **kwargs)
+    seen["run"], seen["tasks"] = summary.seconds, summary.computed + summary.cache_hits
+    return summary
+runner.run = timed_run
+started = time.perf_counter()
+if mode == "run":
+    runner.run(load_config(), runner.RunOptions(experiment_version="s1", show_progress=False))
+else:
+    main(["run", "--quiet", "--experiment-version", "s1"])
+whole = time.perf_counter() - started
+usage = [resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+peak_kib = max(usage)
+print("SCALE " + json.dumps({"whole": whole, "run": seen["run"], "tasks": seen["tasks"], "peak_mib": peak_kib / 1024}))
+"""
+
+
+def scale_child(project: Path, work: Path, items: int, mode: str) -> dict[str, float]:
+    """One fresh process (`mode` run or command) over `items` streamed items, in a new database: its figures."""
+    import json
+    import subprocess
+
+    db = work / f"scale-{mode}-{items}.db"
+    db.unlink(missing_ok=True)
+    environment = {
+        **os.environ,
+        "BENCH_ROOT": str(project),
+        "BENCH_DB": str(db),
+        "PYTHONPATH": str(project / "src"),
+        "PERF_ITEMS": str(items),
+        "PERF_STREAM": "1",
+    }
+    settle()
+    done = subprocess.run(
+        [sys.executable, "-c", SCALE_CHILD, mode], env=environment, capture_output=True, text=True, cwd=project
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("SCALE ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"scale child ({mode}, {items:,}) failed: {done.stdout[-2000:]}{done.stderr[-3000:]}")
+    figures = json.loads(lines[-1].removeprefix("SCALE "))
+    assert figures["tasks"] == items, figures
+    db.unlink(missing_ok=True)
+    return figures
+
+
+def scale_rows(project: Path, work: Path, small: int, large: int) -> list[tuple]:
+    """Peak memory at `small` and `large` streamed items (trivial predict, one configuration), run and command.
+
+    Each figure comes from a fresh child process (its own ru_maxrss): the run alone (runner.run:
+    plan, check, cache, compute, record) and the whole `bench run` command (the run, the metrics
+    rows, the printed table). The work after the run is the command's time after its run returned.
+    """
+    figures = {(mode, n): scale_child(project, work, n, mode) for n in (small, large) for mode in ("run", "command")}
+    for (mode, n), f in figures.items():
+        print(
+            f"scale, {mode:<7} {n:>9,} items: peak {f['peak_mib']:,.0f} MiB, run {f['run']:.1f} s, "
+            f"after the run {f['whole'] - f['run']:.1f} s, whole {f['whole']:.1f} s"
+        )
+    run_small, run_large = figures[("run", small)], figures[("run", large)]
+    whole_small, whole_large = figures[("command", small)], figures[("command", large)]
+    label = f"{large // 1000:,}k" if large < 1_000_000 else f"{large / 1e6:g}M"
+    base = f"{small // 1000}k"
+    return [
+        (f"run peak memory {label} / {base}", run_large["peak_mib"] / run_small["peak_mib"], 1.5, "max"),
+        (f"command peak memory {label} / {base}", whole_large["peak_mib"] / whole_small["peak_mib"], 1.5, "max"),
+        (f"command peak memory {label} (MiB)", whole_large["peak_mib"], 600.0, "max"),
+        (f"work after the run {label} (s)", whole_large["whole"] - whole_large["run"], 5.0, "max"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the recording benchmark")
@@ -365,15 +447,17 @@ def main() -> int:
     parser.add_argument(
         "--sections",
         nargs="+",
-        default=["recording", "llm", "cpu"],
-        choices=["recording", "llm", "cpu"],
+        default=["recording", "llm", "cpu", "scale"],
+        choices=["recording", "llm", "cpu", "scale"],
         help="which measures to run (recording includes the simulated API)",
     )
+    parser.add_argument("--scale-small", type=int, default=100_000, help="items of the smaller scale run")
+    parser.add_argument("--scale-large", type=int, default=1_000_000, help="items of the larger scale run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="harness-bench-"))
-    results: list[tuple[str, float, float]] = []
+    results: list[tuple] = []
     try:
         print(f"rendering the template into {work} ...", flush=True)
         project = render(work / "project")
@@ -394,6 +478,8 @@ def main() -> int:
             results.extend(rate_limited_llm(h, args.llm_rows, args.llm_rate))
         if "cpu" in args.sections:
             results.extend(cpu_processes(h, args.cpu_items))
+        if "scale" in args.sections:
+            results.extend(scale_rows(project, work, args.scale_small, args.scale_large))
     finally:
         if args.keep:
             print(f"kept {work}")
@@ -401,14 +487,18 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     print()
-    print(f"{'measure':<32} {'ratio':>10} {'target':>8}  met")
+    print(f"{'measure':<36} {'ratio':>10} {'target':>8}  met")
     failed = 0
-    for name, ratio, target in results:
-        met = ratio >= target
+    for name, ratio, target, *direction in results:
+        if direction == ["max"]:  # a ceiling: memory, seconds, a growth ratio
+            met = ratio <= target
+            shown, goal = f"{ratio:,.2f}", f"<={target:g}"
+        else:
+            met = ratio >= target
+            shown = f"{ratio:.0%}" if target <= 1 else f"{ratio:,.1f}x"
+            goal = f"{target:.0%}" if target <= 1 else f"{target:g}x"
         failed += not met
-        shown = f"{ratio:.0%}" if target <= 1 else f"{ratio:,.1f}x"
-        goal = f"{target:.0%}" if target <= 1 else f"{target:g}x"
-        print(f"{name:<32} {shown:>10} {goal:>8}  {'yes' if met else 'NO'}")
+        print(f"{name:<36} {shown:>10} {goal:>8}  {'yes' if met else 'NO'}")
     return 1 if failed else 0
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+from array import array
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -139,26 +142,45 @@ def record_lines(path: Path) -> list[int]:
     return [index + offset for index in range(len(read_records(path)))]
 
 
-def check_items(items: list[dict[str, Any]], data_path: Path | None = None) -> None:
-    """Refuse a dataset that cannot be benchmarked: empty, or input_ids missing or repeated.
+def check_items(
+    items: Iterable[dict[str, Any]],
+    data_path: Path | None = None,
+    again: Callable[[], Iterable[dict[str, Any]]] | None = None,
+) -> int:
+    """Refuse a dataset that cannot be benchmarked: empty, or input_ids missing or repeated; return its size.
 
-    Line numbers are those of the configured data file when its records carry the offending ids.
+    Streams: load_items() may yield a million items, so only one 64-bit hash per id is kept (8 bytes,
+    in an array) and sorted once to find repeats. A repeated hash is confirmed on the real ids in a
+    second pass over `again()` (a fresh iterable of the same items; `items` itself when it is a list),
+    which runs only when there is a repeat (or a one-in-2**64 hash collision). A one-shot iterator
+    without `again` is listed first. Line numbers are those of the configured data file when its
+    records carry the offending ids.
     """
+    if again is None and iter(items) is items:
+        items = list(items)
     where = f" ({data_path})" if data_path else ""
-    if not items:
+    hashes = array("q")
+    missing: list[int] = []
+    count = 0
+    iterator = iter(items)
+    while block := [item.get("input_id") for item in islice(iterator, 10_000)]:  # C loops over a block
+        present = block
+        if None in block or "" in block:
+            missing += [count + index for index, input_id in enumerate(block) if input_id in (None, "")]
+            present = [input_id for input_id in block if input_id not in (None, "")]
+        hashes.extend(map(hash, map(str, present)))
+        count += len(block)
+    if not count:
         raise DataError(f"load_items() returned no items{where}: nothing to benchmark")
-    missing = [index for index, item in enumerate(items) if item.get("input_id") in (None, "")]
-    seen: dict[str, list[int]] = {}
-    for index, item in enumerate(items):
-        if index not in missing:
-            seen.setdefault(str(item["input_id"]), []).append(index)
-    repeated = {key: indexes for key, indexes in seen.items() if len(indexes) > 1}
+    candidates = _repeated_hashes(hashes)
+    del hashes
+    repeated = _repeated_ids(again() if again is not None else items, candidates) if candidates else {}
     if not (missing or repeated):
-        return
+        return count
     lines = _lines_by_id(data_path)
     problems = []
     if missing:
-        problems.append(f"{len(missing)} item(s) without an input_id: {_places(missing, items, lines)}")
+        problems.append(f"{len(missing)} item(s) without an input_id: {_places(missing, lines)}")
     for key, indexes in list(repeated.items())[:10]:
         at = lines.get(key)
         problems.append(f"input_id {key!r} appears {len(indexes)} times" + (f" (lines {_short(at)})" if at else ""))
@@ -168,6 +190,29 @@ def check_items(items: list[dict[str, Any]], data_path: Path | None = None) -> N
         f"the data{where} cannot be benchmarked: every item needs a unique, stable input_id.\n  "
         + "\n  ".join(problems)
     )
+
+
+def _repeated_hashes(hashes: array) -> set[int]:
+    """The hashes that occur more than once (numpy sorts 8 bytes an id; a set of ids would cost ~90)."""
+    import numpy as np
+
+    if len(hashes) < 2:
+        return set()
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    return set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+
+
+def _repeated_ids(items: Iterable[dict[str, Any]], candidates: set[int]) -> dict[str, list[int]]:
+    """input_id -> its item indexes, for the ids seen more than once among those whose hash is a candidate."""
+    seen: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        input_id = item.get("input_id")
+        if input_id in (None, ""):
+            continue
+        key = str(input_id)
+        if hash(key) in candidates:
+            seen.setdefault(key, []).append(index)
+    return {key: indexes for key, indexes in seen.items() if len(indexes) > 1}
 
 
 def _lines_by_id(data_path: Path | None) -> dict[str, list[int]]:
@@ -184,7 +229,7 @@ def _lines_by_id(data_path: Path | None) -> dict[str, list[int]]:
     return found
 
 
-def _places(indexes: list[int], items: list[dict[str, Any]], lines: dict[str, list[int]]) -> str:
+def _places(indexes: list[int], lines: dict[str, list[int]]) -> str:
     missing_lines = lines.get("None", []) + lines.get("", [])
     if missing_lines:
         return "lines " + _short(missing_lines)

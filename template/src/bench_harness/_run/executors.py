@@ -36,8 +36,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
+from itertools import islice
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_connections
 from typing import Any, NamedTuple
@@ -221,14 +222,28 @@ def _execute_chunk(envelope: Envelope, tasks: Sequence[Task], policy: RetryPolic
     return [execute_task(envelope, t, policy) for t in tasks]
 
 
-def _chunks(tasks: Sequence[Task], size: int) -> Iterator[Sequence[Task]]:
-    for start in range(0, len(tasks), size):
-        yield tasks[start : start + size]
+def _chunks(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
+    """Lists of at most `size` tasks, pulled from `tasks` only as they are asked for."""
+    iterator = iter(tasks)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _size_hint(tasks: Iterable[Task], expected: int | None) -> int:
+    """How many tasks there are (len() of a list), else the runner's estimate, else a large number.
+
+    Executors take any iterable (the runner hands out a streamed run's tasks lazily, chunk by chunk):
+    the hint only sizes the chunks sent to processes and Dask workers.
+    """
+    if isinstance(tasks, Sized):
+        return len(tasks)
+    return expected if expected else 1_000_000
 
 
 # -- serial and threads: daemon threads the main thread watches --------------------------------------
 
 _FINISHED = object()  # a worker thread's last message: no task left
+_HUNGRY = object()  # a worker thread saw the inbox running low: the main thread refills it
 
 
 class _Raised(NamedTuple):
@@ -252,33 +267,65 @@ class _Slot:
 
 
 class _ThreadWorkers:
-    """Daemon threads taking tasks from one iterator and putting rows on one queue.
+    """Daemon threads taking tasks from an inbox and putting rows on one queue.
 
     Daemon threads: one blocked forever in a hung predict() never keeps the process alive, and
-    the main thread stays free to time it out, record rows and answer SIGTERM or Ctrl-C.
+    the main thread stays free to time it out, record rows and answer SIGTERM or Ctrl-C. The main
+    thread alone pulls the task iterator (`refill`): a streamed run plans its next chunk (database
+    look-ups) when it is pulled, and the database belongs to the main thread. A worker that sees the
+    inbox running low asks for more through the rows queue, so the main thread wakes up at once.
     """
 
     def __init__(
-        self, envelope: Envelope, tasks: Iterable[Task], policy: RetryPolicy, gate: AdaptiveConcurrency | None
+        self,
+        envelope: Envelope,
+        tasks: Iterable[Task],
+        policy: RetryPolicy,
+        gate: AdaptiveConcurrency | None,
+        depth: int = 64,
     ) -> None:
         self.envelope, self.policy, self.gate = envelope, policy, gate
-        self.tasks = iter(list(tasks))
+        self.source = iter(tasks)
+        self.exhausted = False
+        self.depth = depth  # tasks queued ahead of the threads
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.rows: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.slots: list[_Slot] = []
+        self.hungry = False
+
+    def refill(self) -> None:
+        """Top the inbox up to `depth` tasks from the iterator (main thread); a stop for each thread at its end."""
+        self.hungry = False
+        missing = self.depth - self.inbox.qsize()
+        while missing > 0 and not self.exhausted:
+            task = next(self.source, None)
+            if task is None:
+                self.exhausted = True
+                for _ in range(len(self.slots)):
+                    self.inbox.put(None)
+                break
+            self.inbox.put(task)
+            missing -= 1
 
     def start(self) -> None:
         slot = _Slot()
         self.slots.append(slot)
+        if self.exhausted:
+            self.inbox.put(None)  # a thread started after the end: it stops at once
         threading.Thread(target=self._work, args=(slot,), name="predict", daemon=True).start()
 
     def _work(self, slot: _Slot) -> None:
         slot.thread = threading.get_ident()
+        low = self.depth // 2
         while not self.stopping.is_set():
-            task = next(self.tasks, None)  # one C call on a list's iterator: atomic under the GIL
+            task = self.inbox.get()
             if task is None:
                 break
+            if not self.hungry and not self.exhausted and self.inbox.qsize() < low:
+                self.hungry = True
+                self.rows.put(_HUNGRY)
             slot.started = time.monotonic()  # before the task: `overdue` never pairs a new task with an old start
             slot.task = task
             try:
@@ -335,17 +382,22 @@ class _ThreadWorkers:
 
 def _run_in_threads(
     envelope: Envelope,
-    tasks: Sequence[Task],
+    tasks: Iterable[Task],
     policy: RetryPolicy,
     workers: int,
     timeout: float,
     gate: AdaptiveConcurrency | None = None,
 ) -> Iterator[tuple[int, dict]]:
-    """Rows as they complete; a task running longer than `timeout` (> 0) becomes a TIMEOUT row."""
-    pool = _ThreadWorkers(envelope, tasks, policy, gate)
-    running = min(workers, len(tasks))
-    for _ in range(running):
+    """Rows as they complete; a task running longer than `timeout` (> 0) becomes a TIMEOUT row.
+
+    The threads, their inbox and the adaptive gate live as long as the iterator of tasks: a streamed
+    run's chunks all go through the same pool.
+    """
+    pool = _ThreadWorkers(envelope, tasks, policy, gate, depth=max(64, 4 * workers))
+    for _ in range(workers):
         pool.start()
+    pool.refill()
+    running = workers
     poll = min(POLL_SECONDS, timeout / 4) if timeout else POLL_SECONDS
     next_check = time.monotonic() + poll
     try:
@@ -359,10 +411,14 @@ def _run_in_threads(
                 raise
             if rows is _FINISHED:
                 running -= 1
+            elif rows is _HUNGRY:
+                pass
             elif isinstance(rows, _Raised):
                 raise rows.error
             elif rows:
                 yield from rows
+            if not pool.exhausted:
+                pool.refill()
             if timeout and time.monotonic() >= next_check:
                 next_check = time.monotonic() + poll
                 late, held = pool.overdue(timeout)
@@ -372,14 +428,79 @@ def _run_in_threads(
                     pool.start()  # a fresh thread carries on with the remaining tasks
     finally:
         pool.stopping.set()  # threads finish their call and stop; a hung one is a daemon, left behind
+        for _ in range(len(pool.slots)):
+            pool.inbox.put(None)  # wake the idle ones
+
+
+class _TaskTimeout(BaseException):
+    """Raised in the main thread by the SIGALRM handler when the current task has run past its timeout.
+
+    A BaseException, so predict()'s own `except Exception` does not swallow it.
+    """
+
+
+class _AlarmWatch:
+    """A serial run's timeout without a thread: a repeating SIGALRM checks the task in progress.
+
+    One interval timer for the whole run (no system call per task): every `poll` seconds the handler
+    looks at when the current task started and, past `timeout`, raises _TaskTimeout in the main
+    thread, inside predict(): a call blocked in I/O or sleep is interrupted, the task becomes a
+    TIMEOUT row and the run goes on. Per task it costs one clock read. Used on POSIX in the main
+    thread when nothing else handles SIGALRM; elsewhere serial runs use the watched thread.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.started = 0.0  # 0: no task in progress
+        self.poll = min(POLL_SECONDS, timeout / 4)
+        self.previous = signal.signal(signal.SIGALRM, self._check)
+        signal.setitimer(signal.ITIMER_REAL, self.poll, self.poll)
+
+    @staticmethod
+    def usable() -> bool:
+        if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+            return False
+        return signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+
+    def _check(self, signum: int, frame: object) -> None:
+        started = self.started
+        if started and time.monotonic() - started > self.timeout:
+            self.started = 0.0  # once per task: a handler that swallowed it is not interrupted again
+            raise _TaskTimeout
+
+    def close(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def _run_serial_alarm(
+    envelope: Envelope, tasks: Iterable[Task], policy: RetryPolicy, timeout: float
+) -> Iterator[tuple[int, dict]]:
+    watch = _AlarmWatch(timeout)
+    try:
+        for task in tasks:
+            try:
+                watch.started = time.monotonic()
+                row = execute_task(envelope, task, policy)
+                watch.started = 0.0
+            except _TaskTimeout:
+                watch.started = 0.0
+                row = timeout_row(envelope, task, timeout)
+            yield row
+    finally:
+        watch.close()
 
 
 def run_serial(
-    envelope: Envelope, tasks: Sequence[Task], policy: RetryPolicy, timeout: float = 0.0, **_: Any
+    envelope: Envelope, tasks: Iterable[Task], policy: RetryPolicy, timeout: float = 0.0, **_: Any
 ) -> Iterator[tuple[int, dict]]:
-    """One task at a time. With a timeout, predict() runs in a watched thread (one call at a time still)."""
+    """One task at a time, in the main thread. With a timeout, a SIGALRM timer watches each call (POSIX,
+    main thread); elsewhere predict() runs in a watched thread (one call at a time still)."""
     if timeout:
-        yield from _run_in_threads(envelope, tasks, policy, 1, timeout)
+        if _AlarmWatch.usable():
+            yield from _run_serial_alarm(envelope, tasks, policy, timeout)
+        else:
+            yield from _run_in_threads(envelope, tasks, policy, 1, timeout)
         return
     for task in tasks:
         yield execute_task(envelope, task, policy)
@@ -387,7 +508,7 @@ def run_serial(
 
 def run_threads(
     envelope: Envelope,
-    tasks: Sequence[Task],
+    tasks: Iterable[Task],
     policy: RetryPolicy,
     workers: int = 8,
     timeout: float = 0.0,
@@ -503,34 +624,49 @@ class _ProcessWorker:
 
 def run_processes(
     envelope: Envelope,
-    tasks: Sequence[Task],
+    tasks: Iterable[Task],
     policy: RetryPolicy,
     workers: int = 0,
     timeout: float = 0.0,
+    expected: int | None = None,
     **_: Any,
 ) -> Iterator[tuple[int, dict]]:
     """CPU-bound work: `workers` processes (0: one per core); chunks amortise the pickling.
 
-    The parent keeps two chunks queued per worker; a worker whose task runs past `timeout` is
-    killed (its task becomes a TIMEOUT row, the rest of its chunks go to a fresh worker), and a
-    worker that dies (a crash in native code) costs its current task an error row.
+    The parent keeps two chunks queued per worker, pulling them from `tasks` as it goes (a streamed
+    run's chunks all reach the same processes); a worker whose task runs past `timeout` is killed
+    (its task becomes a TIMEOUT row, the rest of its chunks go to a fresh worker), and a worker that
+    dies (a crash in native code) costs its current task an error row.
     """
     workers = resolve_workers(workers, 0)
-    chunk = max(1, min(64, len(tasks) // (workers * 8) or 1))
-    backlog: deque[Sequence[Task]] = deque(_chunks(tasks, chunk))
+    chunk = max(1, min(64, _size_hint(tasks, expected) // (workers * 8) or 1))
+    source = _chunks(tasks, chunk)
+    backlog: deque[Sequence[Task]] = deque()  # chunks given back by a replaced worker, sent first
+    first = list(islice(source, workers))
+    backlog.extend(first)
     context = multiprocessing.get_context()
-    pool = [_ProcessWorker(context, envelope, policy) for _ in range(min(workers, len(backlog)))]
+    pool = [_ProcessWorker(context, envelope, policy) for _ in range(min(workers, len(first)))]
+
+    def next_chunk() -> Sequence[Task] | None:
+        if backlog:
+            return backlog.popleft()
+        return next(source, None)
 
     def feed(worker: _ProcessWorker) -> None:
-        while backlog and len(worker.pending) < 2 * chunk:
-            worker.send(backlog.popleft())
+        while len(worker.pending) < 2 * chunk:
+            part = next_chunk()
+            if part is None:
+                return
+            worker.send(part)
 
     def replace(worker: _ProcessWorker) -> None:
         worker.kill()
         pool.remove(worker)
         if worker.pending:
             backlog.appendleft(list(worker.pending))
-        if backlog:
+        part = next_chunk()
+        if part is not None:
+            backlog.appendleft(part)
             pool.append(_ProcessWorker(context, envelope, policy))
             feed(pool[-1])
 
@@ -647,11 +783,12 @@ def _refusal_message(refused: dict[str, str], count: int, total: int, target: Co
 
 def run_dask(
     envelope: Envelope,
-    tasks: Sequence[Task],
+    tasks: Iterable[Task],
     policy: RetryPolicy,
     workers: int = 2,
     scheduler: str | None = None,
     code_version: str | None = None,
+    expected: int | None = None,
     **_: Any,
 ) -> Iterator[tuple[int, dict]]:
     """A Dask cluster: `scheduler` is its address (tcp://host:8786); None starts a LocalCluster.
@@ -680,10 +817,17 @@ def run_dask(
         warm = client.run(_warm_up_worker, target)
         refused = {worker: why for worker, why in warm.items() if why is not None}
         allowed = [worker for worker, why in warm.items() if why is None]
+        hint = _size_hint(tasks, expected)
         if refused and not allowed:
-            raise StaleWorkerCodeError(_refusal_message(refused, len(tasks), len(tasks), target))
+            total = sum(1 for _ in tasks)
+            raise StaleWorkerCodeError(_refusal_message(refused, total, total, target))
         restrict = allowed if refused else None  # else any worker, also one that joins later (it checks too)
-        chunk = max(1, min(256, len(tasks) // (max(1, len(allowed) or workers) * 8) or 1))
+        chunk = max(1, min(256, hint // (max(1, len(allowed) or workers) * 8) or 1))
+        # Chunks in flight at once: enough to keep every worker busy, pulled from `tasks` as chunks
+        # complete (a streamed run's tasks are planned lazily; the scheduler never holds them all).
+        in_flight = 4 * max(1, len(allowed) or workers)
+        source = _chunks(tasks, chunk)
+        submitted = 0
 
         def submit(part: Sequence[Task], where: list[str] | None) -> Any:
             future = client.submit(_execute_verified_chunk, shipped, part, policy, target, pure=False, workers=where)
@@ -694,10 +838,22 @@ def run_dask(
         proven: set[str] = set()
         retried: set[str] = set()
         refused_tasks = 0
-        pending = as_completed([submit(part, restrict) for part in _chunks(tasks, chunk)])
+
+        def submit_next() -> Any:
+            nonlocal submitted
+            part = next(source, None)
+            if part is None:
+                return None
+            submitted += len(part)
+            return submit(part, restrict)
+
+        pending = as_completed([future for _ in range(in_flight) if (future := submit_next()) is not None])
         for future in pending:
             outcome: ChunkOutcome = future.result()
             part = parts.pop(future.key)
+            following = submit_next()
+            if following is not None:
+                pending.add(following)
             if outcome.refused is None:
                 proven.add(outcome.worker)
                 yield from outcome.rows
@@ -711,7 +867,7 @@ def run_dask(
             else:
                 refused_tasks += len(part)
         if refused_tasks:
-            raise StaleWorkerCodeError(_refusal_message(refused, refused_tasks, len(tasks), target))
+            raise StaleWorkerCodeError(_refusal_message(refused, refused_tasks, submitted, target))
     finally:
         client.close()
         if cluster is not None:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Sequence
 from contextlib import closing
 from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -363,12 +362,27 @@ class Store:
         return cursor.rowcount
 
     # -- resume -------------------------------------------------------------------------------
-    def recorded(self, table: str, where: dict[str, Any]) -> list[tuple[int, str, str, str, str, int, bool]]:
+    def has_rows(self, table: str, where: dict[str, Any]) -> bool:
+        """Whether any row matches `where` (one index probe): a new experiment version has none."""
+        if not self.has_table(table) or not set(where) <= set(self.columns(table)):
+            return False
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        found = self.conn.execute(f"SELECT 1 FROM {quote(table)} WHERE {clause} LIMIT 1", tuple(where.values()))
+        return found.fetchone() is not None
+
+    def recorded(
+        self,
+        table: str,
+        where: dict[str, Any],
+        config_ids: Sequence[str] | None = None,
+        input_ids: Sequence[Any] | None = None,
+    ) -> list[tuple[int, str, str, str, str, int, bool]]:
         """(rowid, code_version, config_id, input_id, input_digest, key version, failed) of every row matching `where`.
 
-        Reads one experiment version through its index: empty for a new run, the rows already
-        written for a resumed one. A row is the same task as a planned one when its identity's
-        components match (keys.py), whatever the format of its cache_key.
+        With `config_ids` and `input_ids`, only the rows of those (one chunk of a streamed run: the
+        version's index answers it, so a resumed run never reads more than a chunk's rows at once).
+        A row is the same task as a planned one when its identity's components match (keys.py),
+        whatever the format of its cache_key.
         """
         known = set(self.columns(table))
         needed = {*IDENTITY_COLUMNS, "input_id", "error"} | set(where)
@@ -376,15 +390,28 @@ class Store:
             return []
         version = quote(KEY_VERSION_COLUMN) if KEY_VERSION_COLUMN in known else "NULL"
         clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        parameters: list[Any] = list(where.values())
+        if config_ids is not None and input_ids is not None:
+            clause += " AND config_id IN (SELECT value FROM json_each(?))"
+            clause += " AND input_id IN (SELECT value FROM json_each(?))"
+            parameters += [json.dumps(list(config_ids)), json.dumps(list(input_ids), default=str)]
         rows = self.conn.execute(
             f"SELECT rowid, code_version, config_id, input_id, input_digest, {version}, error IS NOT NULL "
             f"FROM {quote(table)} WHERE {clause}",
-            tuple(where.values()),
+            parameters,
         ).fetchall()
         return [
             (rowid, code, cid, str(iid), digest, keys.row_key_version(key_version), bool(failed))
             for rowid, code, cid, iid, digest, key_version, failed in rows
         ]
+
+    def count_failed(self, table: str, where: dict[str, Any]) -> int:
+        """Error rows matching `where` (retry-errors' progress total)."""
+        if not self.has_table(table) or not {"error", *where} <= set(self.columns(table)):
+            return 0
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        sql = f"SELECT COUNT(*) FROM {quote(table)} WHERE {clause} AND error IS NOT NULL"
+        return int(self.conn.execute(sql, tuple(where.values())).fetchone()[0])
 
     def identities_by_key_version(self, table: str, code: str, config_ids: Sequence[str]) -> dict[int, set[str]]:
         """{identity version: identities (keys.identity)} of the error-free computed rows of `code` and `config_ids`.
@@ -551,6 +578,7 @@ class RunRecorder:
         self.shared_names = list(dict.fromkeys(chain.from_iterable(shared)))
         self.shared = [{name: row.get(name) for name in self.shared_names} for row in shared]
         self._stages: dict[tuple[str, ...], str] = {}
+        self._cached: bool | None = None
         conn = store.conn
         conn.execute("DROP TABLE IF EXISTS temp.run_shared")
         listed = "".join(f", {quote(name)}" for name in self.shared_names)
@@ -623,7 +651,16 @@ class RunRecorder:
 
     # -- cache hits ----------------------------------------------------------------------------
     def has_cached_rows(self) -> bool:
-        """Whether any configuration of this run has an error-free computed row (one index probe)."""
+        """Whether any configuration of this run has an error-free computed row (one index probe).
+
+        Asked once, before the run writes anything: the run's own rows are never its cache hits, so a
+        first run looks nothing up, in any chunk.
+        """
+        if self._cached is None:
+            self._cached = self._probe_cached_rows()
+        return self._cached
+
+    def _probe_cached_rows(self) -> bool:
         if not {*IDENTITY_COLUMNS, "input_id", "cache", "error"} <= self.store.columns(self.table).keys():
             return False
         found = self.store.conn.execute(
@@ -643,40 +680,51 @@ class RunRecorder:
 
     def copy_cache_hits(
         self,
-        wanted: Sequence[str],
+        wanted: Sequence[tuple[str, Any, str]],
+        code: str,
         key_prefixes: dict[str, str] | None = None,
         segment_names: Sequence[str] = (),
         segments: Sequence[tuple] | None = None,
     ) -> list[int]:
         """Log the tasks an earlier run computed without error as cache hits; return their positions.
 
-        `wanted` holds each task's identity (keys.identity: config_id + input_digest, the input's
-        id included); a row is a hit when it has this run's code version for its configuration
-        and that identity, whatever the format of its cache_key (an older release's rows are hits
-        too). The identities come from the cache's index in one query; each task found is copied
-        from the oldest such row, with this run's shared columns, `cache` = the track_id that
-        computed it, no function_time and (with `key_prefixes`: config_id -> keys.key_prefix) the
-        cache_key of today's format, by one INSERT ... SELECT over the row ids (one JSON array).
+        Called once per chunk of a streamed run (runner.py), so it costs a chunk's memory, never the
+        table's. `wanted` holds each task's (config_id, input_id, input_digest): its identity
+        (keys.py) and the item's id. A row is a hit when it has `code` (the run's code version) and
+        that identity, whatever the format of its cache_key (an older release's rows are hits too).
+        The tasks go to SQLite as one JSON array, each finds the oldest such row through the cache's
+        index (one probe each, the id leading to the digest), and one INSERT ... SELECT copies the
+        hits with this run's shared columns, `cache` = the track_id that computed it, no
+        function_time and (with `key_prefixes`: config_id -> keys.key_prefix) the cache_key of
+        today's format, in the tasks' order.
 
-        `segments` (aligned with `wanted`) are each task's values of `segment_names`, computed from
-        its item now: a copy whose cached row has no value for one (a segmentation added since)
-        gets it, in the same statement. Segmentations without any value cost nothing.
+        `segments` (aligned with `wanted`; None when no item has a value) are each task's values of
+        `segment_names`, computed from its item now: a copy whose cached row has no value for one (a
+        segmentation added since) gets it, in the same statement.
         """
         table = quote(self.table)
         if not wanted or not self.has_cached_rows():
             return []
         conn = self.store.conn
+        # One probe of the cache's index per task (config_id, code_version, input_id, input_digest), the
+        # tasks read once from one JSON array [[config_id, input_id, input_digest], ...]. A join, not a
+        # correlated MIN() subquery (half the time); a task with several cached rows takes its oldest.
         found = conn.execute(
-            f"SELECT t.config_id || t.input_digest, t.rowid FROM temp.run_shared r JOIN {table} t "
-            f"ON t.config_id = r.config_id AND t.code_version = r.code_version WHERE t.cache = '' AND t.error IS NULL"
-            f"{self._trusted_rows()}"
-        ).fetchall()
-        oldest = dict(sorted(found, key=itemgetter(1), reverse=True))  # the last assignment, the smallest rowid, wins
-        matches = [(position, rowid) for position, rowid in enumerate(map(oldest.get, wanted)) if rowid is not None]
+            "WITH w AS MATERIALIZED (SELECT key, value ->> 0 AS cid, value ->> 1 AS iid, value ->> 2 AS digest "
+            f"FROM json_each(?)) SELECT w.key, t.rowid FROM w JOIN {table} t ON t.config_id = w.cid "
+            "AND t.code_version = ? AND t.input_id = w.iid AND t.input_digest = w.digest "
+            f"AND t.cache = '' AND t.error IS NULL{self._trusted_rows()}",
+            (json.dumps(wanted, default=str), code),
+        )
+        oldest: dict[int, int] = {}
+        for position, rowid in found:
+            if oldest.setdefault(position, rowid) > rowid:
+                oldest[position] = rowid
+        matches = sorted(oldest.items())
         if not matches:
             return []
         self._add_columns({}, {})  # a shared column new to the table (e.g. a new metadata key)
-        filled = self._segments_with_values(matches, segment_names, segments)
+        filled = self._segments_with_values(segment_names, segments)
         sources = {name: f"t.{quote(name)}" for name in self.store.columns(self.table)}
         sources.update({name: f"r.{quote(name)}" for name in self.shared_names})
         sources.update({"timestamp": "?", "cache": "t.track_id", "function_time": "0.0"})
@@ -691,7 +739,7 @@ class RunRecorder:
             for position, name in enumerate(filled, start=1):
                 sources[name] = f"COALESCE(t.{quote(name)}, json_extract(j.value, '$[{position}]'))"
             payload = json.dumps(
-                [[rowid, *(segments[task][column] for column in filled.values())] for task, rowid in matches],
+                [[rowid, *(segments[task][column] for column in filled.values())] for task, rowid in matches],  # type: ignore[index]
                 default=str,
             )
             rowid_of = "json_extract(j.value, '$[0]')"
@@ -707,10 +755,8 @@ class RunRecorder:
             )
         return [position for position, _ in matches]
 
-    def _segments_with_values(
-        self, matches: list[tuple[int, int]], names: Sequence[str], segments: Sequence[tuple] | None
-    ) -> dict[str, int]:
-        """{segmentation: its index in a task's values} for those some matched task has a value of.
+    def _segments_with_values(self, names: Sequence[str], segments: Sequence[tuple] | None) -> dict[str, int]:
+        """{segmentation: its index in a task's values} for those some task of the chunk has a value of.
 
         A segmentation new to the table gets its column here, typed by its first value.
         """
@@ -719,7 +765,7 @@ class RunRecorder:
         filled: dict[str, int] = {}
         examples: dict[str, Any] = {}
         for column, name in enumerate(names):
-            example = next((segments[task][column] for task, _ in matches if segments[task][column] is not None), None)
+            example = next((values[column] for values in segments if values[column] is not None), None)
             if example is not None:
                 filled[name], examples[name] = column, example
         self.store.add_columns(self.table, examples)

@@ -1,0 +1,301 @@
+"""The streaming runner (issue 16): load_items() may yield; the run works in bounded chunks.
+
+In-process, on the toy project with CHUNK_TASKS set to 10 (5 items x 2 configurations a chunk), so
+a few dozen items cross many chunk boundaries: the same tables as a list, resume after a kill,
+cache hits, the error-rate stop, and a generator that is never read far ahead of the work.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import toy
+
+ITEMS = 30  # x 2 configurations = 60 tasks, 6 chunks of 10
+CHUNK = 10
+
+GENERATOR_DATA = '''
+"""Toy data as a generator: one pass per call, counting what it has handed out."""
+
+from bench_harness import dataset
+
+CALLS = []  # per call of load_items: {"yielded": n}
+
+
+def load_items(limit=None):
+    state = {"yielded": 0}
+    CALLS.append(state)
+    for number, record in enumerate(dataset()):
+        if limit is not None and number >= limit:
+            return
+        state["yielded"] += 1
+        yield dict(record)
+'''
+
+
+def project(tmp_path: Path, name: str, generator: bool, n: int = ITEMS) -> Path:
+    files = {"data": GENERATOR_DATA} if generator else {}
+    return toy.write_project(tmp_path / name, items=toy.sample_items(n), files=files)
+
+
+def run(
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    versions: tuple[str, ...] = ("t1",),
+    predict_fn: Any = None,
+    **run_settings: Any,
+) -> list[Any]:
+    """Run the toy at `root` once per version with chunks of CHUNK tasks: the summaries."""
+    import dataclasses
+
+    summaries = []
+    for _ in toy.activate(root, monkeypatch):
+        from bench_harness._core.config import load_config
+        from bench_harness._run import runner
+
+        monkeypatch.setattr(runner, "CHUNK_TASKS", CHUNK, raising=False)
+        cfg = load_config()
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, **run_settings))
+        for version in versions:
+            options = runner.RunOptions(experiment_version=version, show_progress=False)
+            try:
+                summaries.append(runner.run(cfg, options, predict_fn=predict_fn))
+            except KeyboardInterrupt:
+                summaries.append(None)
+    return summaries
+
+
+def table(root: Path, volatile: frozenset[str] = toy.RUN_VOLATILE_COLUMNS) -> list[tuple]:
+    """The predictions table without run-volatile columns, sorted (column names first)."""
+    with sqlite3.connect(root / "benchmark.db") as con:
+        cursor = con.execute("SELECT * FROM predictions")
+        names = [d[0] for d in cursor.description]
+        keep = [i for i, name in enumerate(names) if name not in volatile]
+        rows = sorted(tuple(str(row[i]) for i in keep) for row in cursor.fetchall())
+    return [tuple(names[i] for i in keep), *rows]
+
+
+def toy_predict() -> Any:
+    """The toy's own rule (what predict.py computes), as a function the test can wrap."""
+
+    def predict(item: dict[str, Any], params: Any) -> dict[str, Any]:
+        value = (item["x"] + params.offset) % 2 if params.model_name == "parity" else 0
+        return {"prediction": value, "raw_response": f"answer={value}"}
+
+    return predict
+
+
+def test_a_generator_records_the_same_tables_as_a_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    listed, generated = project(tmp_path, "list", False), project(tmp_path, "gen", True)
+    (from_list,) = run(listed, monkeypatch)
+    (from_generator,) = run(generated, monkeypatch)
+    assert from_generator.tasks == from_list.tasks == ITEMS * 2  # the progress total, counted without len()
+    assert from_generator.computed == ITEMS * 2
+    assert table(generated) == table(listed)
+    assert len(table(generated)) == ITEMS * 2 + 1
+
+
+def test_a_generator_is_never_read_far_ahead_of_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Would fail on a runner that lists the items: at the first predict() the second pass holds 400 items."""
+    root = project(tmp_path, "gen", True, n=400)
+    seen: list[int] = []
+    inner = toy_predict()
+
+    def predict(item: dict[str, Any], params: Any) -> dict[str, Any]:
+        import toy_bench.data as data
+
+        seen.append(data.CALLS[-1]["yielded"])
+        return inner(item, params)
+
+    (summary,) = run(root, monkeypatch, predict_fn=predict)
+    assert summary.computed == 800
+    # Two passes (check and count, then run); during the run at most a chunk (5 items) + the next is read ahead.
+    assert max(seen) == 400 and seen[0] <= 2 * CHUNK // 2
+    assert all(yielded - number // 2 <= CHUNK for number, yielded in enumerate(seen))
+
+
+def test_a_killed_run_resumes_across_chunks_without_recomputing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path, "gen", True)
+    inner, calls = toy_predict(), []
+
+    def killed_after_23(item: dict[str, Any], params: Any) -> dict[str, Any]:
+        calls.append((item["input_id"], params.model_name))
+        if len(calls) > 23:
+            raise KeyboardInterrupt("kill")
+        return inner(item, params)
+
+    (killed,) = run(root, monkeypatch, predict_fn=killed_after_23, write_batch_size=5)
+    assert killed is None
+    recorded = len(table(root)) - 1
+    assert 0 < recorded <= 23
+    calls.clear()
+    (resumed,) = run(root, monkeypatch, predict_fn=lambda item, params: calls.append(0) or inner(item, params))
+    assert resumed.resumed == recorded and resumed.computed == ITEMS * 2 - recorded == len(calls)
+    assert len(table(root)) - 1 == ITEMS * 2  # one row per (input, configuration): nothing twice
+
+
+def test_cache_hits_and_misses_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = project(tmp_path, "gen", True)
+    run(root, monkeypatch, versions=("t1",))
+    with sqlite3.connect(root / "benchmark.db") as con:  # forget 7 computed rows: only they are computed again
+        con.execute("DELETE FROM predictions WHERE rowid IN (3, 11, 12, 29, 40, 51, 60)")
+    calls: list[int] = []
+    inner = toy_predict()
+    (again,) = run(root, monkeypatch, versions=("t2",), predict_fn=lambda i, p: calls.append(0) or inner(i, p))
+    assert (again.cache_hits, again.computed, len(calls)) == (ITEMS * 2 - 7, 7, 7)
+    with sqlite3.connect(root / "benchmark.db") as con:
+        copies = con.execute("SELECT COUNT(*) FROM predictions WHERE experiment_version = 't2' AND cache != ''")
+        assert copies.fetchone()[0] == ITEMS * 2 - 7
+        keys_t2 = con.execute(
+            "SELECT COUNT(DISTINCT config_id || input_id) FROM predictions WHERE experiment_version='t2'"
+        )
+        assert keys_t2.fetchone()[0] == ITEMS * 2
+
+
+def test_the_error_rate_stops_a_run_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = project(tmp_path, "gen", True)
+    inner = toy_predict()
+
+    def failing_from_item_10(item: dict[str, Any], params: Any) -> dict[str, Any]:
+        if item["input_id"] >= 10:
+            raise ValueError("broken")
+        return inner(item, params)
+
+    (summary,) = run(root, monkeypatch, predict_fn=failing_from_item_10, max_error_rate=0.3, min_rows_for_error_stop=10)
+    assert summary.stopped_early
+    # 20 good rows (items 0-9 x 2), then errors: the rate passes 30% at the 9th error (9 / 29).
+    assert (summary.computed, summary.errors) == (29, 9)
+    assert len(table(root)) - 1 == 29
+
+
+def test_repeated_ids_from_a_generator_are_refused_with_their_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = toy.sample_items(8)
+    items[6]["input_id"] = 2
+    root = toy.write_project(tmp_path / "gen", items=items, files={"data": GENERATOR_DATA})
+    for _ in toy.activate(root, monkeypatch):
+        from bench_harness._core.config import load_config
+        from bench_harness._core.datafiles import DataError
+        from bench_harness._run import runner
+
+        with pytest.raises(DataError, match=r"input_id '2' appears 2 times \(lines 3, 7\)"):
+            runner.run(load_config(), runner.RunOptions(experiment_version="t1", show_progress=False))
+        assert not (root / "benchmark.db").exists() or not table(root)[1:]
+
+
+def test_check_items_streams_hashes_not_ids() -> None:
+    import sys
+
+    sys.path.insert(0, str(toy.HARNESS_SRC))
+    from bench_harness._core.datafiles import DataError, check_items
+
+    def items() -> Iterator[dict[str, Any]]:
+        yield from ({"input_id": f"id-{i}"} for i in range(50_000))
+
+    assert check_items(items(), None, again=items) == 50_000
+    with pytest.raises(DataError, match="without an input_id: items 3 of load_items"):
+        check_items(iter([{"input_id": 1}, {"input_id": 2}, {"x": 1}]))
+    with pytest.raises(DataError, match="no items"):
+        check_items(iter([]))
+
+
+def test_recorded_as_planned_streams_the_keys_of_a_repeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make experiment` asks before skipping a repeat: every planned key recorded without error, no more."""
+    root = project(tmp_path, "gen", True)
+    run(root, monkeypatch, versions=("t1",))
+    for _ in toy.activate(root, monkeypatch):
+        from bench_harness._core.config import load_config
+        from bench_harness._run import runner
+
+        monkeypatch.setattr(runner, "CHUNK_TASKS", CHUNK, raising=False)
+        cfg = load_config()
+        assert runner.recorded_as_planned(cfg, "t1")
+        assert not runner.recorded_as_planned(cfg, "t2")
+        with sqlite3.connect(cfg.db_path) as con:
+            con.execute("UPDATE predictions SET error = 'x' WHERE rowid = 37")
+        assert not runner.recorded_as_planned(cfg, "t1")
+        with sqlite3.connect(cfg.db_path) as con:
+            con.execute("UPDATE predictions SET error = NULL WHERE rowid = 37")
+            con.execute("INSERT INTO predictions SELECT * FROM predictions WHERE rowid = 5")
+        assert not runner.recorded_as_planned(cfg, "t1")  # one row more than planned
+
+
+HANGS_ON_3 = '''
+"""Toy predict that hangs on input 3, and swallows ordinary exceptions around the hang."""
+
+import threading
+import time
+
+PREDICT_VERSION = None
+THREADS = []  # the thread each call ran in
+
+
+def predict(item, params):
+    THREADS.append(threading.current_thread().name)
+    if item["input_id"] == 3:
+        try:
+            time.sleep(3600)
+        except Exception:  # noqa: BLE001 - a user's broad except must not defeat the timeout
+            pass
+    value = item["x"] % 2 if params.model_name == "parity" else 0
+    return {"prediction": value, "raw_response": str(value)}
+'''
+
+
+def timed_out(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str], list[tuple]]:
+    """A serial run with a 0.3 s timeout: the summary, the threads predict ran in, the TIMEOUT rows."""
+    import dataclasses
+
+    for _ in toy.activate(root, monkeypatch):
+        import toy_bench.predict as predict
+
+        from bench_harness._core.config import load_config
+        from bench_harness._run import runner
+
+        cfg = load_config()
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, task_timeout_seconds=0.3))
+        summary = runner.run(cfg, runner.RunOptions(experiment_version="t1", show_progress=False))
+        threads = list(predict.THREADS)
+    with sqlite3.connect(root / "benchmark.db") as con:
+        failed = con.execute("SELECT input_id, error_type FROM predictions WHERE error IS NOT NULL").fetchall()
+    return summary, threads, failed
+
+
+def test_a_serial_timeout_interrupts_the_call_in_the_main_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import threading
+
+    root = toy.write_project(tmp_path / "hang", items=toy.sample_items(6), files={"predict": HANGS_ON_3})
+    before = signal.getsignal(signal.SIGALRM)
+    summary, threads, failed = timed_out(root, monkeypatch)
+    assert summary.computed == 12 and sorted(failed) == [(3, "TIMEOUT"), (3, "TIMEOUT")]
+    assert set(threads) == {threading.main_thread().name}  # no watched thread: one interval timer
+    assert signal.getsignal(signal.SIGALRM) == before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_serial_timeout_falls_back_to_a_thread_when_sigalrm_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    def users_handler(signum: int, frame: object) -> None:
+        raise AssertionError("the run must not fire the user's SIGALRM handler")
+
+    root = toy.write_project(tmp_path / "hang", items=toy.sample_items(6), files={"predict": HANGS_ON_3})
+    previous = signal.signal(signal.SIGALRM, users_handler)
+    try:
+        summary, threads, failed = timed_out(root, monkeypatch)
+        assert signal.getsignal(signal.SIGALRM) is users_handler
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert summary.computed == 12 and sorted(failed) == [(3, "TIMEOUT"), (3, "TIMEOUT")]
+    assert set(threads) == {"predict"}
