@@ -1,0 +1,444 @@
+"""Metrics of one configuration computed in SQLite and streamed accumulators: the rows are never all in Python.
+
+Template-owned. `metrics.compute()` takes a list of row dicts: at 1,000,000 rows that list alone is
+gigabytes. Here the same numbers come from the database itself, in three forms:
+
+* counts (rows, failed rows, cache hits) are SQL aggregates;
+* a metric of one numeric column (latency percentiles and mean, throughput, costs, tokens, the
+  load columns) fetches that column alone, filtered in SQL, into a numpy array (8 bytes a row) and
+  applies the very numpy expression metrics.py applies, so the value is identical;
+* a metric of (prediction, ground truth) pairs (accuracy, the per-class table, regression errors,
+  recall@k, MRR) feeds `Pairs` chunk by chunk. With the default parsing (the stored `prediction`)
+  and only label metrics chosen, SQL groups the rows by their distinct (prediction, truth) cells and
+  the kind's rule (registry.CORRECTNESS) runs once per distinct pair; otherwise the rows are read
+  in chunks (`fetchmany`) and go through the user's `scoring.parse_prediction` one by one, as a
+  change of parsing is a re-score.
+
+Every metric declared in metrics.yml has a form here (`STREAMED`, checked at import); metrics.py's
+Python functions stay the reference they are tested against (tests/test_metrics_sql.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .._storage.store import column_names, harness_rows_sql, quote
+from . import registry
+from .cells import as_list, number, parse_prediction_fn, stored_prediction
+
+CHUNK = 10_000  # rows per fetchmany: bounded memory, few round trips
+MEMO_LIMIT = 100_000  # distinct (prediction, truth) pairs whose correctness is remembered
+LATEST = "temp._bench_latest"  # the rowids of the latest row per input of the configuration
+FINITE = "BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"  # excludes ±Inf (NaN is stored as NULL)
+
+
+def truthy_sql(expr: str) -> str:
+    """SQL for Python's bool() of a fetched cell: '' , 0, 0.0, an empty blob and NULL are false."""
+    return (
+        f"coalesce(CASE typeof({expr}) WHEN 'text' THEN {expr} <> '' WHEN 'blob' THEN length({expr}) > 0 "
+        f"ELSE {expr} <> 0 END, 0)"
+    )
+
+
+class Source:
+    """The latest harness row per input of one configuration of a run, as a temporary table of rowids."""
+
+    def __init__(self, con: sqlite3.Connection, table: str, where: dict[str, Any]):
+        self.con, self.table = con, table
+        self.columns = set(column_names(con, table))
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        con.execute(f"DROP TABLE IF EXISTS {LATEST}")
+        con.execute(f"CREATE TEMP TABLE {LATEST.split('.')[1]} (rid INTEGER PRIMARY KEY)")
+        if self.columns:
+            con.execute(
+                f"INSERT INTO {LATEST} SELECT MAX(rowid) FROM {quote(table)} "
+                f"WHERE {clause} AND {harness_rows_sql(self.columns)} GROUP BY config_id, input_id",
+                tuple(where.values()),
+            )
+        self.failed = truthy_sql(self.col("error"))
+        self.hit = truthy_sql(self.col("cache"))
+
+    def close(self) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {LATEST}")
+
+    def col(self, name: str) -> str:
+        """The column, or NULL when the table has none (a row dict would lack the key)."""
+        return f"t.{quote(name)}" if name in self.columns else "NULL"
+
+    def query(self, select: str, where: str = "1=1", tail: str = "ORDER BY l.rid") -> sqlite3.Cursor:
+        """SELECT over the latest rows, read in rowid order (the order metrics.compute saw them in)."""
+        if not self.columns:
+            return self.con.execute(f"SELECT {select.replace('t.*', 'NULL')} WHERE 0")
+        return self.con.execute(
+            f"SELECT {select} FROM {LATEST} AS l CROSS JOIN {quote(self.table)} AS t ON t.rowid = l.rid "
+            f"WHERE {where} {tail}"
+        )
+
+
+def chunks(cursor: sqlite3.Cursor) -> Iterator[list[tuple]]:
+    while batch := cursor.fetchmany(CHUNK):
+        yield batch
+
+
+def _key(value: Any) -> tuple[type, Any]:
+    """A memo key that keeps 1, 1.0, '1' and True apart (their str(), hence their class label, differ)."""
+    try:
+        hash(value)
+    except TypeError:
+        return type(value), repr(value)
+    return type(value), value
+
+
+class Pairs:
+    """Accumulators over the (prediction, truth) pairs of the successful rows, fed chunk by chunk."""
+
+    def __init__(self, correct: Callable[[Any, Any], bool], regression: bool, retrieval: bool):
+        self.correct = correct
+        self.regression, self.retrieval = regression, retrieval
+        self.n_ok = self.n_correct = 0
+        self.labels: set[str] = set()
+        self.tp: Counter[str] = Counter()
+        self.fp: Counter[str] = Counter()
+        self.fn: Counter[str] = Counter()
+        self._memo: dict[tuple, tuple[bool, str, str]] = {}
+        self._predicted: list[np.ndarray] = []
+        self._true: list[np.ndarray] = []
+        self.recall: dict[int, array] = {k: array("d") for k in (1, 5, 10)}
+        self.reciprocal_ranks = array("d")
+
+    def _judge(self, prediction: Any, truth: Any) -> tuple[bool, str, str]:
+        key = (_key(prediction), _key(truth))
+        known = self._memo.get(key)
+        if known is None:
+            if len(self._memo) >= MEMO_LIMIT:
+                self._memo.clear()
+            known = self._memo[key] = (bool(self.correct(prediction, truth)), str(prediction), str(truth))
+            if prediction is not None:
+                self.labels.add(known[1])
+        return known
+
+    def add(self, predictions: Sequence[Any], truths: Sequence[Any], weights: Sequence[int] | None = None) -> None:
+        """One chunk: per_class's tp/fp/fn by label, the correct count, and the regression/retrieval values."""
+        for index, (prediction, truth) in enumerate(zip(predictions, truths, strict=True)):
+            weight = weights[index] if weights is not None else 1
+            is_correct, predicted_label, true_label = self._judge(prediction, truth)
+            self.n_ok += weight
+            self.labels.add(true_label)
+            if is_correct:
+                self.n_correct += weight
+                self.tp[predicted_label] += weight
+            else:
+                self.fp[predicted_label] += weight
+                self.fn[true_label] += weight
+        if self.regression:
+            self._add_regression(predictions, truths)
+        if self.retrieval:
+            self._add_retrieval(predictions, truths)
+
+    def _add_regression(self, predictions: Sequence[Any], truths: Sequence[Any]) -> None:
+        numbers = [(number(p), number(t)) for p, t in zip(predictions, truths, strict=True)]
+        kept = [(p, t) for p, t in numbers if p is not None and t is not None]
+        self._predicted.append(np.asarray([p for p, _ in kept], dtype=float))
+        self._true.append(np.asarray([t for _, t in kept], dtype=float))
+
+    def _add_retrieval(self, rankings: Sequence[Any], truths: Sequence[Any]) -> None:
+        """recall@k and the reciprocal rank of each query, in row order (metrics._retrieval's pairs)."""
+        for ranking, truth in zip(rankings, truths, strict=True):
+            relevant = {str(t) for t in as_list(truth)}
+            if not relevant:
+                continue
+            ranked = [str(d) for d in as_list(ranking)]
+            for k, values in self.recall.items():
+                values.append(len(set(ranked[:k]) & relevant) / len(relevant))
+            self.reciprocal_ranks.append(next((1.0 / (i + 1) for i, d in enumerate(ranked) if d in relevant), 0.0))
+
+    def regression_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([np.empty(0), *self._predicted]), np.concatenate([np.empty(0), *self._true])
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """metrics.per_class from the counts: the same labels, in the same order, with the same formulas."""
+        table = {}
+        for label in sorted(self.labels):
+            tp, fp, fn = self.tp[label], self.fp[label], self.fn[label]
+            precision = tp / (tp + fp) if tp + fp else 0.0
+            recall = tp / (tp + fn) if tp + fn else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            table[label] = {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+        return table
+
+
+REGRESSION = frozenset({"mae", "rmse", "r2"})
+RETRIEVAL = frozenset({"recall_at_1", "recall_at_5", "recall_at_10", "mrr"})
+
+
+class Aggregates:
+    """What the metrics of one configuration need, each computed once, on first use."""
+
+    def __init__(self, source: Source, names: Iterable[str], parse: Callable[[dict], Any], correct: str):
+        self.source, self.names, self.parse = source, set(names), parse
+        self.rule = registry.is_correct(correct)
+        self._numbers: dict[tuple[str, bool], np.ndarray] = {}
+
+    @cached_property
+    def counts(self) -> dict[str, int]:
+        s = self.source
+        n, failed, hits = s.query(f"COUNT(*), SUM({s.failed}), SUM({s.hit})", tail="").fetchone()
+        return {"n": n, "n_successful": n - (failed or 0), "n_failed": failed or 0, "n_cache_hits": hits or 0}
+
+    def numbers(self, column: str, computed_only: bool = False) -> np.ndarray:
+        """MetricInput.numbers: the column's int/float cells of the successful rows, in row order (fetched once)."""
+        cached = self._numbers.get((column, computed_only))
+        if cached is None:
+            s, value = self.source, self.source.col(column)
+            where = f"NOT {s.failed} AND typeof({value}) IN ('integer', 'real')"
+            where += f" AND NOT {s.hit}" if computed_only else ""
+            parts = [
+                np.fromiter((float(v) for (v,) in batch), float, len(batch)) for batch in chunks(s.query(value, where))
+            ]
+            cached = self._numbers[(column, computed_only)] = np.concatenate([np.empty(0), *parts])
+        return cached
+
+    def column_values(self, column: str, computed_only: bool = False) -> list[float]:
+        """metrics._column_sum's numbers: every row's finite number (text cells parsed as metrics._number does)."""
+        s, value = self.source, self.source.col(column)
+        where = f"((typeof({value}) IN ('integer', 'real') AND {value} {FINITE}) OR typeof({value}) = 'text')"
+        where += f" AND NOT {s.hit}" if computed_only else ""
+        values: list[float] = []
+        for batch in chunks(s.query(value, where)):
+            numbers = (number(v) for (v,) in batch)
+            values.extend(v for v in numbers if v is not None)
+        return values
+
+    def column_sum(self, column: str, computed_only: bool = False) -> float | None:
+        values = self.column_values(column, computed_only)
+        return float(sum(values)) if values else None
+
+    @cached_property
+    def pairs(self) -> Pairs:
+        pairs = Pairs(self.rule, regression=bool(self.names & REGRESSION), retrieval=bool(self.names & RETRIEVAL))
+        s = self.source
+        if self.parse is stored_prediction and not (pairs.regression or pairs.retrieval):
+            self._grouped(pairs)
+            return pairs
+        if self.parse is stored_prediction:
+            selected = f"{s.col('prediction')}, {s.col('ground_truth')}"
+            for batch in chunks(s.query(selected, f"NOT {s.failed}")):
+                pairs.add([p for p, _ in batch], [t for _, t in batch])
+            return pairs
+        cursor = s.query("t.*", f"NOT {s.failed}")
+        names = [d[0] for d in cursor.description]
+        for batch in chunks(cursor):
+            rows = [dict(zip(names, values, strict=True)) for values in batch]
+            pairs.add([self.parse(row) for row in rows], [row.get("ground_truth") for row in rows])
+        return pairs
+
+    def _grouped(self, pairs: Pairs) -> None:
+        """Label metrics with the default parsing: one row per distinct (prediction, truth) cell pair.
+
+        typeof() in the key keeps 1, 1.0 and '1' apart, as their str() differ. SQLite groups -0.0 with
+        0.0 (their str() differ too), so real zeros are read row by row instead (rare).
+        """
+        s = self.source
+        p, t = s.col("prediction"), s.col("ground_truth")
+        zero = f"((typeof({p}) = 'real' AND {p} = 0) OR (typeof({t}) = 'real' AND {t} = 0))"
+        grouped = s.query(
+            f"{p}, {t}, COUNT(*)", f"NOT {s.failed} AND NOT {zero}", f"GROUP BY typeof({p}), {p}, typeof({t}), {t}"
+        )
+        for batch in chunks(grouped):
+            pairs.add([row[0] for row in batch], [row[1] for row in batch], [row[2] for row in batch])
+        for batch in chunks(s.query(f"{p}, {t}", f"NOT {s.failed} AND {zero}")):
+            pairs.add([row[0] for row in batch], [row[1] for row in batch])
+
+    def pooled(self, column: str) -> np.ndarray:
+        """metrics._request_latencies: the JSON lists of the successful rows, pooled, in row order."""
+        s, values = self.source, array("d")
+        for batch in chunks(s.query(s.col(column), f"NOT {s.failed}")):
+            for (cell,) in batch:
+                numbers = (number(v) for v in as_list(cell))
+                values.extend(v for v in numbers if v is not None)
+        return np.frombuffer(values, dtype=float) if values else np.empty(0)
+
+
+# -- one streamed form per declared metric ------------------------------------------------------------
+
+Form = Callable[[Aggregates], Any]
+
+
+def _accuracy(a: Aggregates) -> float | None:
+    return a.pairs.n_correct / a.pairs.n_ok if a.pairs.n_ok else None
+
+
+def _accuracy_strict(a: Aggregates) -> float | None:
+    return a.pairs.n_correct / a.counts["n"] if a.counts["n"] else None
+
+
+def _macro(key: str) -> Form:
+    def compute(a: Aggregates) -> float | None:
+        classes = {k: v for k, v in a.pairs.per_class().items() if v["support"] > 0}
+        return float(np.mean([v[key] for v in classes.values()])) if classes else None
+
+    return compute
+
+
+def _percentile(q: float, pooled: str | None = None) -> Form:
+    def compute(a: Aggregates) -> float | None:
+        values = a.pooled(pooled) if pooled else a.numbers("latency")
+        return float(np.percentile(values, q)) if values.size else None
+
+    return compute
+
+
+def _mean(column: str) -> Form:
+    def compute(a: Aggregates) -> float | None:
+        values = a.numbers(column)
+        return float(values.mean()) if values.size else None
+
+    return compute
+
+
+def _ratio(numerator: str, denominator: str) -> Form:
+    """sum(numerator) / sum(denominator) of the successful rows (requests_per_second, request_error_rate)."""
+
+    def compute(a: Aggregates) -> float | None:
+        top, bottom = a.numbers(numerator), a.numbers(denominator)
+        return float(top.sum() / bottom.sum()) if top.size and bottom.size and bottom.sum() > 0 else None
+
+    return compute
+
+
+def _error_rate(a: Aggregates) -> float | None:
+    return a.counts["n_failed"] / a.counts["n"] if a.counts["n"] else None
+
+
+def _throughput(a: Aggregates) -> float | None:
+    times = a.numbers("function_time", computed_only=True)
+    return float(times.size / times.sum()) if times.size and times.sum() > 0 else None
+
+
+def _mae(a: Aggregates) -> float | None:
+    predicted, true = a.pairs.regression_arrays()
+    return float(np.abs(predicted - true).mean()) if predicted.size else None
+
+
+def _rmse(a: Aggregates) -> float | None:
+    predicted, true = a.pairs.regression_arrays()
+    return float(np.sqrt(((predicted - true) ** 2).mean())) if predicted.size else None
+
+
+def _r2(a: Aggregates) -> float | None:
+    predicted, true = a.pairs.regression_arrays()
+    if predicted.size < 2:
+        return None
+    total = float(((true - true.mean()) ** 2).sum())
+    return 1.0 - float(((true - predicted) ** 2).sum()) / total if total > 0 else None
+
+
+def _recall_at(k: int) -> Form:
+    def compute(a: Aggregates) -> float | None:
+        values = a.pairs.recall[k]
+        return float(np.mean(np.frombuffer(values, dtype=float))) if values else None
+
+    return compute
+
+
+def _mrr(a: Aggregates) -> float | None:
+    ranks = a.pairs.reciprocal_ranks
+    return float(np.mean(np.frombuffer(ranks, dtype=float))) if ranks else None
+
+
+def _cost_spent(a: Aggregates) -> float | None:
+    if not a.column_values("cost_usd"):
+        return None
+    return a.column_sum("cost_usd", computed_only=True) or 0.0
+
+
+def _cost_per_item(a: Aggregates) -> float | None:
+    costs = a.column_values("cost_usd")
+    return float(sum(costs) / len(costs)) if costs else None
+
+
+def _cost_per_correct(a: Aggregates) -> float | None:
+    cost = a.column_sum("cost_usd")
+    return cost / a.pairs.n_correct if cost is not None and a.pairs.n_correct else None
+
+
+STREAMED: dict[str, Form] = {
+    "accuracy": _accuracy,
+    "accuracy_strict": _accuracy_strict,
+    "f1_macro": _macro("f1"),
+    "precision_macro": _macro("precision"),
+    "recall_macro": _macro("recall"),
+    "latency_mean": _mean("latency"),
+    "error_rate": _error_rate,
+    "throughput": _throughput,
+    "mae": _mae,
+    "rmse": _rmse,
+    "r2": _r2,
+    "prediction_std": _mean("prediction_std"),
+    "total_cost": lambda a: a.column_sum("cost_usd"),
+    "cost_spent": _cost_spent,
+    "cost_per_item": _cost_per_item,
+    "cost_per_correct": _cost_per_correct,
+    "mrr": _mrr,
+    "requests_per_second": _ratio("requests_ok", "burst_seconds"),
+    "request_error_rate": _ratio("requests_failed", "requests_total"),
+    "cpu_percent": _mean("cpu"),
+    "memory_percent": _mean("p_memory_percent"),
+    **{f"latency_p{q}": _percentile(q) for q in (50, 95, 99)},
+    **{f"request_latency_p{q}": _percentile(q, "request_latencies") for q in (50, 95, 99)},
+    **{f"recall_at_{k}": _recall_at(k) for k in (1, 5, 10)},
+    **{
+        column: (lambda a, column=column: a.column_sum(column))
+        for column in ("prompt_tokens", "completion_tokens", "total_tokens")
+    },
+}
+
+
+def check_forms() -> None:
+    """Every declared metric has a streamed form and every form a declaration (fails at import otherwise)."""
+    declared = set(registry.specs())
+    if set(STREAMED) != declared:
+        raise RuntimeError(
+            f"aggregate.STREAMED: no streamed form for {sorted(declared - set(STREAMED))}, "
+            f"undeclared forms {sorted(set(STREAMED) - declared)}"
+        )
+
+
+check_forms()
+
+
+def compute(
+    con: sqlite3.Connection,
+    table: str,
+    where: dict[str, Any],
+    chosen: Sequence[str],
+    parse: Callable[[dict], Any] | None = None,
+    correct: str = "equal",
+) -> dict[str, Any]:
+    """metrics.compute() over the latest rows matching `where`, read from the database, not from a list."""
+    parse = parse or parse_prediction_fn()
+    names = list(dict.fromkeys(n for name in chosen for n in (name, *registry.companions(name))))
+    for name in names:
+        if name not in STREAMED:
+            raise KeyError(f"unknown metric {name!r}: known metrics are {', '.join(sorted(STREAMED))}")
+    source = Source(con, table, where)
+    try:
+        aggregates = Aggregates(source, names, parse, correct)
+        values: dict[str, Any] = dict(aggregates.counts)
+        for name in names:
+            value = STREAMED[name](aggregates)
+            values[name] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        if "f1_macro" in chosen:
+            values["per_class"] = json.dumps(aggregates.pairs.per_class(), sort_keys=True)
+        return values
+    finally:
+        source.close()
