@@ -58,6 +58,8 @@ class Source:
         clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
         con.execute(f"DROP TABLE IF EXISTS {LATEST}")
         con.execute(f"CREATE TEMP TABLE {LATEST.split('.')[1]} (rid INTEGER PRIMARY KEY)")
+        if not {"config_id", "input_id"} <= self.columns:
+            self.columns = set()  # not a predictions table the harness wrote: no rows
         if self.columns:
             con.execute(
                 f"INSERT INTO {LATEST} SELECT MAX(rowid) FROM {quote(table)} "
@@ -76,12 +78,10 @@ class Source:
 
     def query(self, select: str, where: str = "1=1", tail: str = "ORDER BY l.rid") -> sqlite3.Cursor:
         """SELECT over the latest rows, read in rowid order (the order metrics.compute saw them in)."""
-        if not self.columns:
-            return self.con.execute(f"SELECT {select.replace('t.*', 'NULL')} WHERE 0")
-        return self.con.execute(
-            f"SELECT {select} FROM {LATEST} AS l CROSS JOIN {quote(self.table)} AS t ON t.rowid = l.rid "
-            f"WHERE {where} {tail}"
-        )
+        rows = f"{LATEST} AS l CROSS JOIN {quote(self.table)} AS t ON t.rowid = l.rid"
+        if not self.columns:  # no such table, or not the harness's: the same query over no rows
+            rows = "(SELECT 0 AS rid WHERE 0) AS l, (SELECT NULL) AS t"
+        return self.con.execute(f"SELECT {select} FROM {rows} WHERE {where} {tail}")
 
 
 def chunks(cursor: sqlite3.Cursor) -> Iterator[list[tuple]]:
@@ -90,7 +90,9 @@ def chunks(cursor: sqlite3.Cursor) -> Iterator[list[tuple]]:
 
 
 def _key(value: Any) -> tuple[type, Any]:
-    """A memo key that keeps 1, 1.0, '1' and True apart (their str(), hence their class label, differ)."""
+    """A memo key that keeps 1, 1.0, '1', True, 0.0 and -0.0 apart (their str(), hence their class label, differ)."""
+    if type(value) is float:
+        return float, value.hex()  # -0.0 == 0.0 as keys, but not as labels
     try:
         hash(value)
     except TypeError:
@@ -305,14 +307,14 @@ def _mean(column: str) -> Form:
     return compute
 
 
-def _ratio(numerator: str, denominator: str) -> Form:
-    """sum(numerator) / sum(denominator) of the successful rows (requests_per_second, request_error_rate)."""
+def _requests_per_second(a: Aggregates) -> float | None:
+    done, seconds = a.numbers("requests_ok"), a.numbers("burst_seconds")
+    return float(done.sum() / seconds.sum()) if done.size and seconds.size and seconds.sum() > 0 else None
 
-    def compute(a: Aggregates) -> float | None:
-        top, bottom = a.numbers(numerator), a.numbers(denominator)
-        return float(top.sum() / bottom.sum()) if top.size and bottom.size and bottom.sum() > 0 else None
 
-    return compute
+def _request_error_rate(a: Aggregates) -> float | None:
+    failed, total = a.numbers("requests_failed"), a.numbers("requests_total")
+    return float(failed.sum() / total.sum()) if total.size and total.sum() > 0 else None
 
 
 def _error_rate(a: Aggregates) -> float | None:
@@ -389,8 +391,8 @@ STREAMED: dict[str, Form] = {
     "cost_per_item": _cost_per_item,
     "cost_per_correct": _cost_per_correct,
     "mrr": _mrr,
-    "requests_per_second": _ratio("requests_ok", "burst_seconds"),
-    "request_error_rate": _ratio("requests_failed", "requests_total"),
+    "requests_per_second": _requests_per_second,
+    "request_error_rate": _request_error_rate,
     "cpu_percent": _mean("cpu"),
     "memory_percent": _mean("p_memory_percent"),
     **{f"latency_p{q}": _percentile(q) for q in (50, 95, 99)},
