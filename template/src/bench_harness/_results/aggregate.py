@@ -37,7 +37,7 @@ from .cells import as_list, number, parse_prediction_fn, stored_prediction
 
 CHUNK = 10_000  # rows per fetchmany: bounded memory, few round trips
 MEMO_LIMIT = 100_000  # distinct (prediction, truth) pairs whose correctness is remembered
-LATEST = "temp._bench_latest"  # the rowids of the latest row per input of the configuration
+SOURCE = "temp._bench_src"  # the latest row per input of the configuration: the columns the metrics read
 FINITE = "BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"  # excludes ±Inf (NaN is stored as NULL)
 
 
@@ -50,38 +50,82 @@ def truthy_sql(expr: str) -> str:
 
 
 class Source:
-    """The latest harness row per input of one configuration of a run, as a temporary table of rowids."""
+    """The latest harness row per input of one configuration of a run, copied once into a narrow temporary table.
 
-    def __init__(self, con: sqlite3.Connection, table: str, where: dict[str, Any]):
+    One scan of the predictions table copies the columns the chosen metrics read (`needed`), with
+    `failed` and `hit` already evaluated, into `temp._bench_src` (in memory: the Store sets
+    temp_store=MEMORY). Every later query reads that table, not the wide rows again. Its columns have
+    no declared type, so each cell keeps the type it was stored with (1, 1.0 and '1' stay apart).
+    """
+
+    def __init__(self, con: sqlite3.Connection, table: str, where: dict[str, Any], needed: Iterable[str] = ()):
         self.con, self.table = con, table
         self.columns = set(column_names(con, table))
-        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
-        con.execute(f"DROP TABLE IF EXISTS {LATEST}")
-        con.execute(f"CREATE TEMP TABLE {LATEST.split('.')[1]} (rid INTEGER PRIMARY KEY)")
         if not {"config_id", "input_id"} <= self.columns:
-            self.columns = set()  # not a predictions table the harness wrote: no rows
+            self.columns = set()  # no such table, or not one the harness wrote: no rows
+        self.kept = {name: f"c{i}" for i, name in enumerate(dict.fromkeys(n for n in needed if n in self.columns))}
+        con.execute(f"DROP TABLE IF EXISTS {SOURCE}")
+        cells = "".join(f", {alias}" for alias in self.kept.values())
+        con.execute(f"CREATE TEMP TABLE {SOURCE.split('.')[1]} (rid INTEGER PRIMARY KEY, failed, hit{cells})")
         if self.columns:
+            duplicated = self._duplicated(where)
+            copied = "".join(f", {quote(name)}" for name in self.kept)
+            failed, hit = truthy_sql(self._raw("error")), truthy_sql(self._raw("cache"))
             con.execute(
-                f"INSERT INTO {LATEST} SELECT MAX(rowid) FROM {quote(table)} "
-                f"WHERE {clause} AND {harness_rows_sql(self.columns)} GROUP BY config_id, input_id",
-                tuple(where.values()),
+                f"INSERT INTO {SOURCE} SELECT t.rowid, {failed}, {hit}{copied} FROM {quote(table)} AS t "
+                f"WHERE {self._latest(where, duplicated)}",
+                tuple(where.values()) * (2 if duplicated else 1),
             )
-        self.failed = truthy_sql(self.col("error"))
-        self.hit = truthy_sql(self.col("cache"))
+        self.failed, self.hit = "failed", "hit"
+
+    def _raw(self, name: str) -> str:
+        return quote(name) if name in self.columns else "NULL"
+
+    def _duplicated(self, where: dict[str, Any]) -> bool:
+        """Whether an input has two rows of this version and configuration (a resumed or retried run).
+
+        Read from the index on (experiment_version, config_id, input_id) alone: usually there are
+        none, and the rows are then read straight, without first collecting the latest rowid of each.
+        """
+        if not {"experiment_version", "config_id"} <= set(where):
+            return True
+        found = self.con.execute(
+            f"SELECT 1 FROM {quote(self.table)} WHERE experiment_version = ? AND config_id = ? "
+            "GROUP BY input_id HAVING COUNT(*) > 1 LIMIT 1",
+            (where["experiment_version"], where["config_id"]),
+        ).fetchone()
+        return found is not None
+
+    def _latest(self, where: dict[str, Any], duplicated: bool) -> str:
+        """WHERE clause of the latest harness row per input matching `where` (names resolve to the nearest table)."""
+        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        own = f"{clause} AND {harness_rows_sql(self.columns)}"
+        if not duplicated:
+            return own
+        latest = f"SELECT MAX(rowid) FROM {quote(self.table)} AS u WHERE {own} GROUP BY config_id, input_id"
+        return f"{own} AND t.rowid IN ({latest})"
 
     def close(self) -> None:
-        self.con.execute(f"DROP TABLE IF EXISTS {LATEST}")
+        self.con.execute(f"DROP TABLE IF EXISTS {SOURCE}")
 
     def col(self, name: str) -> str:
-        """The column, or NULL when the table has none (a row dict would lack the key)."""
-        return f"t.{quote(name)}" if name in self.columns else "NULL"
+        """The copied column, or NULL when the table has none (a row dict would lack the key)."""
+        if name not in self.kept and name in self.columns:
+            raise KeyError(f"aggregate: column {name!r} read but not declared by the metric's form (FORMS)")
+        return self.kept.get(name, "NULL")
 
-    def query(self, select: str, where: str = "1=1", tail: str = "ORDER BY l.rid") -> sqlite3.Cursor:
-        """SELECT over the latest rows, read in rowid order (the order metrics.compute saw them in)."""
-        rows = f"{LATEST} AS l CROSS JOIN {quote(self.table)} AS t ON t.rowid = l.rid"
-        if not self.columns:  # no such table, or not the harness's: the same query over no rows
-            rows = "(SELECT 0 AS rid WHERE 0) AS l, (SELECT NULL) AS t"
-        return self.con.execute(f"SELECT {select} FROM {rows} WHERE {where} {tail}")
+    def query(self, select: str, where: str = "1=1", tail: str = "ORDER BY rid") -> sqlite3.Cursor:
+        """SELECT over the copied rows, in rowid order (the order metrics.compute saw them in)."""
+        return self.con.execute(f"SELECT {select} FROM {SOURCE} WHERE {where} {tail}")
+
+    def full_rows(self) -> sqlite3.Cursor:
+        """Every column of the successful rows, in rowid order: what the user's parse_prediction is given."""
+        if not self.columns:
+            return self.con.execute("SELECT NULL WHERE 0")
+        return self.con.execute(
+            f"SELECT t.* FROM {SOURCE} AS s CROSS JOIN {quote(self.table)} AS t ON t.rowid = s.rid "
+            "WHERE NOT s.failed ORDER BY s.rid"
+        )
 
 
 def chunks(cursor: sqlite3.Cursor) -> Iterator[list[tuple]]:
@@ -236,7 +280,7 @@ class Aggregates:
             for batch in chunks(s.query(selected, f"NOT {s.failed}")):
                 pairs.add([p for p, _ in batch], [t for _, t in batch])
             return pairs
-        cursor = s.query("t.*", f"NOT {s.failed}")
+        cursor = s.full_rows()
         names = [d[0] for d in cursor.description]
         for batch in chunks(cursor):
             rows = [dict(zip(names, values, strict=True)) for values in batch]
@@ -373,45 +417,45 @@ def _cost_per_correct(a: Aggregates) -> float | None:
     return cost / a.pairs.n_correct if cost is not None and a.pairs.n_correct else None
 
 
-STREAMED: dict[str, Form] = {
-    "accuracy": _accuracy,
-    "accuracy_strict": _accuracy_strict,
-    "f1_macro": _macro("f1"),
-    "precision_macro": _macro("precision"),
-    "recall_macro": _macro("recall"),
-    "latency_mean": _mean("latency"),
-    "error_rate": _error_rate,
-    "throughput": _throughput,
-    "mae": _mae,
-    "rmse": _rmse,
-    "r2": _r2,
-    "prediction_std": _mean("prediction_std"),
-    "total_cost": lambda a: a.column_sum("cost_usd"),
-    "cost_spent": _cost_spent,
-    "cost_per_item": _cost_per_item,
-    "cost_per_correct": _cost_per_correct,
-    "mrr": _mrr,
-    "requests_per_second": _requests_per_second,
-    "request_error_rate": _request_error_rate,
-    "cpu_percent": _mean("cpu"),
-    "memory_percent": _mean("p_memory_percent"),
-    **{f"latency_p{q}": _percentile(q) for q in (50, 95, 99)},
-    **{f"request_latency_p{q}": _percentile(q, "request_latencies") for q in (50, 95, 99)},
-    **{f"recall_at_{k}": _recall_at(k) for k in (1, 5, 10)},
-    **{
-        column: (lambda a, column=column: a.column_sum(column))
-        for column in ("prompt_tokens", "completion_tokens", "total_tokens")
-    },
+PAIR = ("prediction", "ground_truth")
+# Each declared metric's streamed form and the columns it reads (copied into temp._bench_src).
+FORMS: dict[str, tuple[Form, tuple[str, ...]]] = {
+    "accuracy": (_accuracy, PAIR),
+    "accuracy_strict": (_accuracy_strict, PAIR),
+    "f1_macro": (_macro("f1"), PAIR),
+    "precision_macro": (_macro("precision"), PAIR),
+    "recall_macro": (_macro("recall"), PAIR),
+    "latency_mean": (_mean("latency"), ("latency",)),
+    "error_rate": (_error_rate, ()),
+    "throughput": (_throughput, ("function_time",)),
+    "mae": (_mae, PAIR),
+    "rmse": (_rmse, PAIR),
+    "r2": (_r2, PAIR),
+    "prediction_std": (_mean("prediction_std"), ("prediction_std",)),
+    "total_cost": (lambda a: a.column_sum("cost_usd"), ("cost_usd",)),
+    "cost_spent": (_cost_spent, ("cost_usd",)),
+    "cost_per_item": (_cost_per_item, ("cost_usd",)),
+    "cost_per_correct": (_cost_per_correct, ("cost_usd", *PAIR)),
+    "mrr": (_mrr, PAIR),
+    "requests_per_second": (_requests_per_second, ("requests_ok", "burst_seconds")),
+    "request_error_rate": (_request_error_rate, ("requests_failed", "requests_total")),
+    "cpu_percent": (_mean("cpu"), ("cpu",)),
+    "memory_percent": (_mean("p_memory_percent"), ("p_memory_percent",)),
+    **{f"latency_p{q}": (_percentile(q), ("latency",)) for q in (50, 95, 99)},
+    **{f"request_latency_p{q}": (_percentile(q, "request_latencies"), ("request_latencies",)) for q in (50, 95, 99)},
+    **{f"recall_at_{k}": (_recall_at(k), PAIR) for k in (1, 5, 10)},
+    **{c: (lambda a, c=c: a.column_sum(c), (c,)) for c in ("prompt_tokens", "completion_tokens", "total_tokens")},
 }
+STREAMED: dict[str, Form] = {name: form for name, (form, _) in FORMS.items()}
 
 
 def check_forms() -> None:
     """Every declared metric has a streamed form and every form a declaration (fails at import otherwise)."""
     declared = set(registry.specs())
-    if set(STREAMED) != declared:
+    if set(FORMS) != declared:
         raise RuntimeError(
-            f"aggregate.STREAMED: no streamed form for {sorted(declared - set(STREAMED))}, "
-            f"undeclared forms {sorted(set(STREAMED) - declared)}"
+            f"aggregate.FORMS: no streamed form for {sorted(declared - set(FORMS))}, "
+            f"undeclared forms {sorted(set(FORMS) - declared)}"
         )
 
 
@@ -430,14 +474,14 @@ def compute(
     parse = parse or parse_prediction_fn()
     names = list(dict.fromkeys(n for name in chosen for n in (name, *registry.companions(name))))
     for name in names:
-        if name not in STREAMED:
-            raise KeyError(f"unknown metric {name!r}: known metrics are {', '.join(sorted(STREAMED))}")
-    source = Source(con, table, where)
+        if name not in FORMS:
+            raise KeyError(f"unknown metric {name!r}: known metrics are {', '.join(sorted(FORMS))}")
+    source = Source(con, table, where, (column for name in names for column in FORMS[name][1]))
     try:
         aggregates = Aggregates(source, names, parse, correct)
         values: dict[str, Any] = dict(aggregates.counts)
         for name in names:
-            value = STREAMED[name](aggregates)
+            value = FORMS[name][0](aggregates)
             values[name] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
         if "f1_macro" in chosen:
             values["per_class"] = json.dumps(aggregates.pairs.per_class(), sort_keys=True)
