@@ -37,6 +37,7 @@ from .cells import as_list, number, parse_prediction_fn, stored_prediction
 
 CHUNK = 10_000  # rows per fetchmany: bounded memory, few round trips
 MEMO_LIMIT = 100_000  # distinct (prediction, truth) pairs whose correctness is remembered
+PAIRS = "temp._bench_pairs"  # (prediction, truth) cell pairs and their counts
 SOURCE = "temp._bench_src"  # the latest row per input of the configuration: the columns the metrics read
 FINITE = "BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"  # excludes ±Inf (NaN is stored as NULL)
 
@@ -68,12 +69,12 @@ class Source:
         cells = "".join(f", {alias}" for alias in self.kept.values())
         con.execute(f"CREATE TEMP TABLE {SOURCE.split('.')[1]} (rid INTEGER PRIMARY KEY, failed, hit{cells})")
         if self.columns:
-            duplicated = self._duplicated(where)
+            duplicated, sequential = self._shape(where)
             copied = "".join(f", {quote(name)}" for name in self.kept)
             failed, hit = truthy_sql(self._raw("error")), truthy_sql(self._raw("cache"))
             con.execute(
                 f"INSERT INTO {SOURCE} SELECT t.rowid, {failed}, {hit}{copied} FROM {quote(table)} AS t "
-                f"WHERE {self._latest(where, duplicated)}",
+                f"{'NOT INDEXED' if sequential else ''} WHERE {self._latest(where, duplicated)}",
                 tuple(where.values()) * (2 if duplicated else 1),
             )
         self.failed, self.hit = "failed", "hit"
@@ -81,20 +82,23 @@ class Source:
     def _raw(self, name: str) -> str:
         return quote(name) if name in self.columns else "NULL"
 
-    def _duplicated(self, where: dict[str, Any]) -> bool:
-        """Whether an input has two rows of this version and configuration (a resumed or retried run).
+    def _shape(self, where: dict[str, Any]) -> tuple[bool, bool]:
+        """(an input has two rows, read the table in rowid order rather than through the version index).
 
-        Read from the index on (experiment_version, config_id, input_id) alone: usually there are
-        none, and the rows are then read straight, without first collecting the latest rowid of each.
+        One walk of the index on (experiment_version, config_id, input_id), no table row read: usually
+        no input has two rows (only a resumed or retried run writes a second one), and the rows are
+        then read straight, without first collecting the latest rowid of each input. When this
+        version is a large share of the table, a sequential scan beats the index's random reads.
         """
         if not {"experiment_version", "config_id"} <= set(where):
-            return True
-        found = self.con.execute(
-            f"SELECT 1 FROM {quote(self.table)} WHERE experiment_version = ? AND config_id = ? "
-            "GROUP BY input_id HAVING COUNT(*) > 1 LIMIT 1",
+            return True, False
+        inputs, most = self.con.execute(
+            f"SELECT COUNT(*), MAX(n) FROM (SELECT COUNT(*) AS n FROM {quote(self.table)} "
+            "WHERE experiment_version = ? AND config_id = ? GROUP BY input_id)",
             (where["experiment_version"], where["config_id"]),
         ).fetchone()
-        return found is not None
+        last = self.con.execute(f"SELECT MAX(rowid) FROM {quote(self.table)}").fetchone()[0] or 0
+        return (most or 0) > 1, inputs * 4 >= last
 
     def _latest(self, where: dict[str, Any], duplicated: bool) -> str:
         """WHERE clause of the latest harness row per input matching `where` (names resolve to the nearest table)."""
@@ -290,17 +294,24 @@ class Aggregates:
     def _grouped(self, pairs: Pairs) -> None:
         """Label metrics with the default parsing: one row per distinct (prediction, truth) cell pair.
 
-        typeof() in the key keeps 1, 1.0 and '1' apart, as their str() differ. SQLite groups -0.0 with
-        0.0 (their str() differ too), so real zeros are read row by row instead (rare).
+        Counted by an upsert into a small table keyed by the pair (a b-tree of a few entries per row,
+        no sort of a million rows). typeof() in the key keeps 1, 1.0 and '1' apart, as their str()
+        differ; SQLite also equates -0.0 and 0.0 (whose str() differ), so real zeros are read row by
+        row instead (rare).
         """
-        s = self.source
-        p, t = s.col("prediction"), s.col("ground_truth")
+        s, p, t = self.source, self.source.col("prediction"), self.source.col("ground_truth")
         zero = f"((typeof({p}) = 'real' AND {p} = 0) OR (typeof({t}) = 'real' AND {t} = 0))"
-        grouped = s.query(
-            f"{p}, {t}, COUNT(*)", f"NOT {s.failed} AND NOT {zero}", f"GROUP BY typeof({p}), {p}, typeof({t}), {t}"
-        )
-        for batch in chunks(grouped):
-            pairs.add([row[0] for row in batch], [row[1] for row in batch], [row[2] for row in batch])
+        s.con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
+        s.con.execute(f"CREATE TEMP TABLE {PAIRS.split('.')[1]} (tp, p, tt, t, n, UNIQUE (tp, p, tt, t))")
+        try:
+            s.con.execute(
+                f"INSERT INTO {PAIRS} SELECT typeof({p}), {p}, typeof({t}), {t}, 1 FROM {SOURCE} "
+                f"WHERE NOT {s.failed} AND NOT {zero} ON CONFLICT (tp, p, tt, t) DO UPDATE SET n = n + 1"
+            )
+            for batch in chunks(s.con.execute(f"SELECT p, t, n FROM {PAIRS}")):
+                pairs.add([row[0] for row in batch], [row[1] for row in batch], [row[2] for row in batch])
+        finally:
+            s.con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
         for batch in chunks(s.query(f"{p}, {t}", f"NOT {s.failed} AND {zero}")):
             pairs.add([row[0] for row in batch], [row[1] for row in batch])
 
