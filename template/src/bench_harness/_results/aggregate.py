@@ -27,6 +27,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,10 @@ class Source:
             f"SELECT t.* FROM {SOURCE} AS s CROSS JOIN {quote(self.table)} AS t ON t.rowid = s.rid "
             "WHERE NOT s.failed ORDER BY s.rid"
         )
+
+
+def _negative_zero(value: float) -> bool:
+    return math.copysign(1.0, value) < 0
 
 
 def chunks(cursor: sqlite3.Cursor) -> Iterator[list[tuple]]:
@@ -252,7 +257,7 @@ class Aggregates:
             where = f"NOT {s.failed} AND typeof({value}) IN ('integer', 'real')"
             where += f" AND NOT {s.hit}" if computed_only else ""
             parts = [
-                np.fromiter((float(v) for (v,) in batch), float, len(batch)) for batch in chunks(s.query(value, where))
+                np.fromiter(chain.from_iterable(batch), float, len(batch)) for batch in chunks(s.query(value, where))
             ]
             cached = self._numbers[(column, computed_only)] = np.concatenate([np.empty(0), *parts])
         return cached
@@ -296,24 +301,25 @@ class Aggregates:
 
         Counted by an upsert into a small table keyed by the pair (a b-tree of a few entries per row,
         no sort of a million rows). typeof() in the key keeps 1, 1.0 and '1' apart, as their str()
-        differ; SQLite also equates -0.0 and 0.0 (whose str() differ), so real zeros are read row by
-        row instead (rare).
+        differ; SQLite also equates -0.0 and 0.0 (whose str() differ too) and has no function that
+        tells them apart, so the key holds the sign of a real zero, asked of Python for zeros only.
         """
         s, p, t = self.source, self.source.col("prediction"), self.source.col("ground_truth")
-        zero = f"((typeof({p}) = 'real' AND {p} = 0) OR (typeof({t}) = 'real' AND {t} = 0))"
+        s.con.create_function("bench_negative_zero", 1, _negative_zero, deterministic=True)
+        sign = "CASE WHEN typeof({0}) = 'real' AND {0} = 0 THEN bench_negative_zero({0}) END"
         s.con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
-        s.con.execute(f"CREATE TEMP TABLE {PAIRS.split('.')[1]} (tp, p, tt, t, n, UNIQUE (tp, p, tt, t))")
+        s.con.execute(
+            f"CREATE TEMP TABLE {PAIRS.split('.')[1]} (tp, p, sp, tt, t, st, n, UNIQUE (tp, p, sp, tt, t, st))"
+        )
         try:
             s.con.execute(
-                f"INSERT INTO {PAIRS} SELECT typeof({p}), {p}, typeof({t}), {t}, 1 FROM {SOURCE} "
-                f"WHERE NOT {s.failed} AND NOT {zero} ON CONFLICT (tp, p, tt, t) DO UPDATE SET n = n + 1"
+                f"INSERT INTO {PAIRS} SELECT typeof({p}), {p}, {sign.format(p)}, typeof({t}), {t}, {sign.format(t)}, 1 "
+                f"FROM {SOURCE} WHERE NOT {s.failed} ON CONFLICT ({key}) DO UPDATE SET n = n + 1"
             )
             for batch in chunks(s.con.execute(f"SELECT p, t, n FROM {PAIRS}")):
                 pairs.add([row[0] for row in batch], [row[1] for row in batch], [row[2] for row in batch])
         finally:
             s.con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
-        for batch in chunks(s.query(f"{p}, {t}", f"NOT {s.failed} AND {zero}")):
-            pairs.add([row[0] for row in batch], [row[1] for row in batch])
 
     def pooled(self, column: str) -> np.ndarray:
         """metrics._request_latencies: the JSON lists of the successful rows, pooled, in row order."""
