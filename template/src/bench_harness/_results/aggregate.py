@@ -308,9 +308,8 @@ class Aggregates:
         s.con.create_function("bench_negative_zero", 1, _negative_zero, deterministic=True)
         sign = "CASE WHEN typeof({0}) = 'real' AND {0} = 0 THEN bench_negative_zero({0}) END"
         s.con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
-        s.con.execute(
-            f"CREATE TEMP TABLE {PAIRS.split('.')[1]} (tp, p, sp, tt, t, st, n, UNIQUE (tp, p, sp, tt, t, st))"
-        )
+        key = "tp, p, sp, tt, t, st"
+        s.con.execute(f"CREATE TEMP TABLE {PAIRS.split('.')[1]} ({key}, n, UNIQUE ({key}))")
         try:
             s.con.execute(
                 f"INSERT INTO {PAIRS} SELECT typeof({p}), {p}, {sign.format(p)}, typeof({t}), {t}, {sign.format(t)}, 1 "
