@@ -267,3 +267,22 @@ def test_log_metrics_reads_no_row_list_and_matches_the_reference(toy: Path, monk
             where = {"experiment_version": "e0.0.1", "phase": "experiment", "config_id": keys.config_id(config)}
             expected = toy_metrics.compute(store.latest_rows(cfg.predictions_table, where), cfg.metrics)
             assert_same({k: row[k] for k in expected}, expected)
+
+
+def test_default_parsing_reads_one_row_per_distinct_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQL groups the pairs: 3,000 rows of 3 labels (None and -0.0 included) reach Python as at most 9 pairs each."""
+    seen: list[int] = []
+    add = aggregate.Pairs.add
+
+    def counting(self: aggregate.Pairs, predictions: Any, truths: Any, weights: Any = None) -> None:
+        seen.append(len(predictions))
+        add(self, predictions, truths, weights)
+
+    monkeypatch.setattr(aggregate.Pairs, "add", counting)
+    values = [None, -0.0, "a"]
+    rows = _rows([values[i % 3] for i in range(3000)], [values[(i // 3) % 3] for i in range(3000)])
+    with write(rows, typed=False) as store:
+        expected = reference(store, ["accuracy", "f1_macro"], stored_prediction, "equal")
+        got = aggregate.compute(store.conn, TABLE, WHERE, ["accuracy", "f1_macro"], stored_prediction, "equal")
+    assert_same(got, expected)
+    assert sum(seen) == 9

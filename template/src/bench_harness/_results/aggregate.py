@@ -306,16 +306,20 @@ class Aggregates:
         """
         s, p, t = self.source, self.source.col("prediction"), self.source.col("ground_truth")
         s.con.create_function("bench_negative_zero", 1, _negative_zero, deterministic=True)
-        sign = "CASE WHEN typeof({0}) = 'real' AND {0} = 0 THEN bench_negative_zero({0}) END"
+        # No NULL in the key: UNIQUE treats every NULL as distinct (a NULL cell is '' of typeof 'null').
+        sign = "CASE WHEN typeof({0}) = 'real' AND {0} = 0 THEN bench_negative_zero({0}) ELSE 0 END"
+        cell = "coalesce({0}, '')"
         s.con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
         key = "tp, p, sp, tt, t, st"
         s.con.execute(f"CREATE TEMP TABLE {PAIRS.split('.')[1]} ({key}, n, UNIQUE ({key}))")
         try:
             s.con.execute(
-                f"INSERT INTO {PAIRS} SELECT typeof({p}), {p}, {sign.format(p)}, typeof({t}), {t}, {sign.format(t)}, 1 "
+                f"INSERT INTO {PAIRS} SELECT typeof({p}), {cell.format(p)}, {sign.format(p)}, "
+                f"typeof({t}), {cell.format(t)}, {sign.format(t)}, 1 "
                 f"FROM {SOURCE} WHERE NOT {s.failed} ON CONFLICT ({key}) DO UPDATE SET n = n + 1"
             )
-            for batch in chunks(s.con.execute(f"SELECT p, t, n FROM {PAIRS}")):
+            cells = "CASE tp WHEN 'null' THEN NULL ELSE p END, CASE tt WHEN 'null' THEN NULL ELSE t END, n"
+            for batch in chunks(s.con.execute(f"SELECT {cells} FROM {PAIRS}")):
                 pairs.add([row[0] for row in batch], [row[1] for row in batch], [row[2] for row in batch])
         finally:
             s.con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
