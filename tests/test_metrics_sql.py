@@ -141,18 +141,20 @@ def test_unknown_metric_is_reported() -> None:
         aggregate.compute(store.conn, TABLE, WHERE, ["nope"], stored_prediction)
 
 
-def test_labels_that_print_differently_are_different_classes() -> None:
+@pytest.mark.parametrize("parse", [stored_prediction, raw_as_prediction], ids=["grouped-in-sql", "user-parse"])
+def test_labels_that_print_differently_are_different_classes(parse: Any) -> None:
     """1, '1' and 1.0 are one answer (rule `equal`) but three per-class labels, as in the reference."""
     truths = [1, "1", 1.0, -0.0, 0.0, "a", "a"]
     predictions = [1, 1, "1", 0.0, -0.0, " a", None]
     rows = [
-        {**WHERE, "cache_key": "k", "input_id": i, "prediction": p, "ground_truth": t, "error": None, "cache": ""}
+        {**WHERE, "cache_key": "k", "input_id": i, "prediction": p, "raw_response": p, "ground_truth": t}
+        | {"error": None, "cache": ""}
         for i, (p, t) in enumerate(zip(predictions, truths, strict=True))
     ]
     chosen = ["accuracy", "f1_macro"]
     with write(rows, typed=False) as store:
-        expected = reference(store, chosen, stored_prediction, "equal")
-        streamed = aggregate.compute(store.conn, TABLE, WHERE, chosen, stored_prediction, "equal")
+        expected = reference(store, chosen, parse, "equal")
+        streamed = aggregate.compute(store.conn, TABLE, WHERE, chosen, parse, "equal")
     assert json.loads(streamed["per_class"]).keys() == {"1", "1.0", "0.0", "-0.0", "a", " a"}
     assert streamed["accuracy"] == 6 / 7  # only the None prediction is wrong
     assert_same(streamed, expected)

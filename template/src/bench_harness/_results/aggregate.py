@@ -133,6 +133,20 @@ class Source:
         )
 
 
+def _distinct_pairs(predictions: Sequence[Any], truths: Sequence[Any]) -> Counter[tuple] | None:
+    """{(type, prediction, type, truth): rows}, or None when a cell is unhashable or a float zero.
+
+    The types keep 1, 1.0 and True apart; -0.0 and 0.0 are equal keys (their labels are not), so a
+    chunk holding a float zero is counted row by row instead.
+    """
+    try:
+        counted = Counter(zip(map(type, predictions), predictions, map(type, truths), truths, strict=True))
+    except TypeError:
+        return None
+    zero = any((issubclass(tp, float) and p == 0) or (issubclass(tt, float) and t == 0) for tp, p, tt, t in counted)
+    return None if zero else counted
+
+
 def _negative_zero(value: float) -> bool:
     return math.copysign(1.0, value) < 0
 
@@ -144,8 +158,8 @@ def chunks(cursor: sqlite3.Cursor) -> Iterator[list[tuple]]:
 
 def _key(value: Any) -> tuple[type, Any]:
     """A memo key that keeps 1, 1.0, '1', True, 0.0 and -0.0 apart (their str(), hence their class label, differ)."""
-    if type(value) is float:
-        return float, value.hex()  # -0.0 == 0.0 as keys, but not as labels
+    if isinstance(value, float):
+        return type(value), float(value).hex()  # -0.0 == 0.0 as keys, but not as labels
     try:
         hash(value)
     except TypeError:
@@ -183,21 +197,32 @@ class Pairs:
 
     def add(self, predictions: Sequence[Any], truths: Sequence[Any], weights: Sequence[int] | None = None) -> None:
         """One chunk: per_class's tp/fp/fn by label, the correct count, and the regression/retrieval values."""
-        for index, (prediction, truth) in enumerate(zip(predictions, truths, strict=True)):
-            weight = weights[index] if weights is not None else 1
-            is_correct, predicted_label, true_label = self._judge(prediction, truth)
-            self.n_ok += weight
-            self.labels.add(true_label)
-            if is_correct:
-                self.n_correct += weight
-                self.tp[predicted_label] += weight
+        if weights is None:
+            counted = _distinct_pairs(predictions, truths)
+            if counted is not None:  # the usual case: the chunk's distinct pairs, counted in C
+                for (_, prediction, _, truth), weight in counted.items():
+                    self._count(prediction, truth, weight)
             else:
-                self.fp[predicted_label] += weight
-                self.fn[true_label] += weight
+                for prediction, truth in zip(predictions, truths, strict=True):
+                    self._count(prediction, truth, 1)
+        else:
+            for prediction, truth, weight in zip(predictions, truths, weights, strict=True):
+                self._count(prediction, truth, weight)
         if self.regression:
             self._add_regression(predictions, truths)
         if self.retrieval:
             self._add_retrieval(predictions, truths)
+
+    def _count(self, prediction: Any, truth: Any, weight: int) -> None:
+        is_correct, predicted_label, true_label = self._judge(prediction, truth)
+        self.n_ok += weight
+        self.labels.add(true_label)
+        if is_correct:
+            self.n_correct += weight
+            self.tp[predicted_label] += weight
+        else:
+            self.fp[predicted_label] += weight
+            self.fn[true_label] += weight
 
     def _add_regression(self, predictions: Sequence[Any], truths: Sequence[Any]) -> None:
         numbers = [(number(p), number(t)) for p, t in zip(predictions, truths, strict=True)]
