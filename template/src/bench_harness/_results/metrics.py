@@ -26,7 +26,10 @@ import numpy as np
 from .._core.config import BenchConfig
 from .._storage import keys
 from .._storage.store import Store, timestamp
-from . import registry
+from . import aggregate, registry
+from .cells import as_list as _as_list
+from .cells import number as _number
+from .cells import parse_prediction_fn
 from .registry import bind, implements
 
 
@@ -130,32 +133,6 @@ def throughput(m: MetricInput) -> float | None:
 
 
 # -- kind-specific metrics (the `kind` answer decides which ones may be chosen: copier.yml) ----------
-
-
-def _number(value: Any) -> float | None:
-    """A finite float from a stored cell (SQLite may hand back text), else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _as_list(value: Any) -> list[Any]:
-    """A list from a stored cell: lists are stored as JSON text, a single value is a list of one."""
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return [value]
-        return parsed if isinstance(parsed, list) else [parsed]
-    return [value]
 
 
 def _regression_pairs(m: MetricInput) -> tuple[np.ndarray, np.ndarray]:
@@ -321,17 +298,6 @@ bind("recall_macro", lambda m: _macro(m, "recall"))
 METRICS: dict[str, Callable[[MetricInput], float | None]] = registry.implementations()
 
 
-def parse_prediction_fn() -> Callable[[dict], Any]:
-    """The user's scoring.parse_prediction, or the stored prediction when there is none."""
-    from .._core.user import user_module
-
-    try:
-        scoring = user_module("scoring")
-    except ImportError:
-        return lambda row: row.get("prediction")
-    return getattr(scoring, "parse_prediction", lambda row: row.get("prediction"))
-
-
 def compute(
     rows: Sequence[dict[str, Any]],
     chosen: Sequence[str],
@@ -370,6 +336,8 @@ def compute(
 def log_metrics(cfg: BenchConfig, summary: Any, db_path: Any = None) -> list[dict[str, Any]]:
     """Compute each configuration's metrics from its recorded rows and write one row each.
 
+    The rows stay in the database: aggregate.compute reads counts and sums in SQL and streams the
+    rest in chunks (compute() above, over a list of rows, is the reference it is tested against).
     A metrics row already written for the same run and configuration is replaced, so a resumed
     run still has exactly one metrics row per configuration.
     """
@@ -380,11 +348,10 @@ def log_metrics(cfg: BenchConfig, summary: Any, db_path: Any = None) -> list[dic
         for config in summary.configs:
             cid = keys.config_id(config)
             where = {"experiment_version": version, "phase": phase, "config_id": cid}
-            rows = store.latest_rows(cfg.predictions_table, where)
             row = {"track_id": summary.track_ids[cid], "timestamp": timestamp()}
             row.update({f"params_{k}": v for k, v in keys.params_dict(config).items()})
             row["config_id"] = cid
-            row.update(compute(rows, cfg.metrics, parse, cfg.correct))
+            row.update(aggregate.compute(store.conn, cfg.predictions_table, where, cfg.metrics, parse, cfg.correct))
             row.update(summary.metadata)
             store.delete_where(cfg.metrics_table, where)
             written.append(row)
