@@ -88,7 +88,7 @@ def design_note(cfg: BenchConfig, rows: list[dict]) -> list[str]:
         from .._run.runner import user_modules
 
         _, _, data = user_modules()
-        n_items = len(data.load_items())
+        n_items = sum(1 for _ in data.load_items())  # load_items() may yield
     except Exception:  # noqa: BLE001 - a note must never fail the dev run
         return []
     values = [r["accuracy"] for r in rows if isinstance(r.get("accuracy"), (int, float))]

@@ -844,26 +844,8 @@ def unchanged_since(cfg: BenchConfig) -> str | None:
     if git(cfg.root, "diff", "--quiet", commit, "HEAD", "--", ".", *NOT_CODE, check=False).returncode != 0:
         return None
     from .._run import runner
-    from .._storage import keys
 
-    params_mod, predict_mod, data_mod = runner.user_modules()
-    grid = runner.unique_configs(params_mod.grid())
-    wanted = runner.plan_tasks(grid, data_mod.load_items(limit=None), keys.code_version(predict_mod)).keys
-    con = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True)
-    try:
-        if not {"cache_key", "error", "experiment_version"} <= set(column_names(con, cfg.predictions_table)):
-            return None
-        recorded = [
-            r[0]
-            for r in con.execute(
-                f"SELECT cache_key FROM {quote(cfg.predictions_table)} WHERE experiment_version = ? "
-                "AND phase = 'experiment' AND error IS NULL",
-                (version,),
-            )
-        ]
-    finally:
-        con.close()
-    return version if len(recorded) == len(wanted) and set(recorded) == set(wanted) else None
+    return version if runner.recorded_as_planned(cfg, version) else None
 
 
 def run_experiment(
