@@ -34,8 +34,12 @@ lint: install ## ruff on the template repository and the rendered harness
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-benchmark: install ## performance figures (ratios measured in one run)
-	$(PY) benchmarks/run_all.py
+benchmark: install ## performance figures (ratios measured in one run): harness, work after the run, DVC growth
+	@status=0; \
+	$(PY) benchmarks/run_all.py || status=1; \
+	$(PY) benchmarks/post_run.py || status=1; \
+	$(PY) benchmarks/dvc_growth.py || status=1; \
+	exit $$status
 
 benchmark-scale: install ## make report on 1,000,000 prediction rows: seconds and peak memory
 	$(PY) benchmarks/scale_report.py
