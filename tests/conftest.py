@@ -23,6 +23,7 @@ import pytest
 from copier import run_copy
 from filelock import FileLock
 from hypothesis import settings as hypothesis_settings
+from plumbum import local as plumbum_local
 
 # Property tests draw the same examples on every run (CI must not turn red on a new random draw);
 # HYPOTHESIS_PROFILE=explore draws fresh ones when hunting for bugs.
@@ -33,10 +34,30 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 TEMPLATE = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
+# Bytecode. Without .pyc files every Python process compiles what it imports from source: 2-6 s for
+# copier, scipy or sklearn, dvc, ... and a test session starts hundreds of them (each `make` in a
+# generated project runs `uv run bench`, which runs dvc, ...). PYTHONDONTWRITEBYTECODE (set in some
+# environments) would make every one of them compile again, so the tests write bytecode anyway:
+# - this process, the xdist workers (each loads this file before its heavy imports) and the template's
+#   Python run as a subprocess keep theirs under PYCACHE, outside the repository and the (maybe
+#   shared) .venv;
+# - generated projects keep theirs in their own tree (__pycache__, git-ignored): project_env() and
+#   copier's tasks (plumbum's copy of the environment, made when copier was imported) go without
+#   the prefix, so a copy of a shared render (copy_project) finds the .pyc files the render's own
+#   tasks and warm_bytecode() wrote.
+PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "copier-benchmark-tests" / "pycache"
+sys.dont_write_bytecode = False
+sys.pycache_prefix = str(PYCACHE)
+for _name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
+    os.environ.pop(_name, None)
+    plumbum_local.env.pop(_name, None)
+os.environ["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+
 
 def project_env(**extra: str) -> dict[str, str]:
     """The environment a generated project runs in: our uv on PATH, no prompts, DVC offline."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "BENCH_", "PYTEST_"))}
+    skip = ("VIRTUAL_ENV", "BENCH_", "PYTEST_", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0", UV_NO_PROGRESS="1", **extra)
     return env
@@ -99,6 +120,64 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+# What a generated project's commands import, imported once in each shared render (see PYCACHE): the
+# harness, the user's modules, DVC's commands, the generated tests (collected) with pytest's plugins.
+# A module left out is compiled on first use in each copy instead: slower, never wrong.
+WARM_UP = """
+import importlib, pkgutil
+import pytest
+import bench_harness
+from bench_harness._core.user import user_module
+names = [m.name for m in pkgutil.walk_packages(bench_harness.__path__, "bench_harness.")]
+names += ["dvc.cli", "dvc.repo", "dvc.repo.experiments", "pre_commit.main", "xetrack"]
+names += [f"dvc.{group}.{command}" for group in ("repo", "commands") for command in
+          ("add", "checkout", "commit", "data_sync", "fetch", "get", "ls", "pull", "push", "status")]
+for name in names:
+    try:
+        importlib.import_module(name)
+    except BaseException:
+        pass
+for name in ("params", "data", "predict", "scoring"):
+    try:
+        user_module(name)
+    except BaseException:
+        pass
+pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"])
+"""
+
+
+def warm_bytecode(project: Path, donors: list[Path]) -> None:
+    """Write the .pyc files of what the project's commands import into its tree (copies share them).
+
+    The renders' environments hard-link the same files from uv's cache: a .pyc another render
+    compiled for the same file (the same inode) is linked instead of compiled again.
+    """
+    python = project / ".venv" / "bin" / "python"
+    if not python.exists():
+        return
+    for donor in donors:
+        share_bytecode(donor / ".venv", project / ".venv")
+    subprocess.run([str(python), "-c", WARM_UP], cwd=project, env=project_env(), capture_output=True, check=False)
+
+
+def share_bytecode(donor: Path, venv: Path) -> None:
+    """Hard-link donor's .pyc files into venv where venv's source file is the donor's (same inode).
+
+    Python checks a .pyc against its source's mtime and size, which a hard link shares."""
+    for packages in donor.glob("lib/python*/site-packages"):
+        for cached in packages.rglob("__pycache__/*.pyc"):
+            relative = cached.parent.parent.relative_to(packages)
+            source_name = cached.name.split(".", 1)[0] + ".py"
+            source, target = packages / relative / source_name, venv / packages.relative_to(donor) / relative
+            try:
+                if os.stat(source).st_ino != os.stat(target / source_name).st_ino:
+                    continue
+                (target / "__pycache__").mkdir(exist_ok=True)
+                os.link(cached, target / "__pycache__" / cached.name)
+            except OSError:  # no such source here, another version of it, or already there
+                continue
+
+
 class RenderCache:
     """Renders keyed by their answers, shared by the xdist workers of one session.
 
@@ -126,6 +205,9 @@ class RenderCache:
                 shutil.rmtree(folder, ignore_errors=True)  # a render interrupted half-way
                 folder.mkdir()
                 render(folder / "project", answers, tasks=tasks)
+                if tasks:
+                    donors = [done.parent / "project" for done in self.root.glob("*/.rendered")]
+                    warm_bytecode(folder / "project", [d for d in donors if (d / ".venv").is_dir()])
                 done.write_text(json.dumps(answers, sort_keys=True, default=str))
         return folder / "project"
 
