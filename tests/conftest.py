@@ -9,9 +9,12 @@ files use the shared render itself (`rendered_static`).
 
 from __future__ import annotations
 
+import compileall
 import hashlib
+import importlib.util
 import json
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -36,22 +39,40 @@ VENV_BIN = Path(sys.executable).parent
 
 # Bytecode. Without .pyc files every Python process compiles what it imports from source: 2-6 s for
 # copier, scipy or sklearn, dvc, ... and a test session starts hundreds of them (each `make` in a
-# generated project runs `uv run bench`, which runs dvc, ...). PYTHONDONTWRITEBYTECODE (set in some
-# environments) would make every one of them compile again, so the tests write bytecode anyway:
-# - this process, the xdist workers (each loads this file before its heavy imports) and the template's
-#   Python run as a subprocess keep theirs under PYCACHE, outside the repository and the (maybe
-#   shared) .venv;
-# - generated projects keep theirs in their own tree (__pycache__, git-ignored): project_env() and
-#   copier's tasks (plumbum's copy of the environment, made when copier was imported) go without
-#   the prefix, so a copy of a shared render (copy_project) finds the .pyc files the render's own
-#   tasks and warm_bytecode() wrote.
+# generated project runs `uv run bench`, which runs dvc, ...). So, whatever PYTHONDONTWRITEBYTECODE says:
+# - this process, the xdist workers and the template's Python run as a subprocess READ bytecode from
+#   PYCACHE (outside the repository and the maybe shared .venv) but never write it while tests run:
+#   tests rewrite a toy's predict.py and import it again within the same second, and a .pyc is
+#   checked against its source's mtime in whole seconds (and its size). At the end of a session
+#   each process compiles the library and template modules it imported into PYCACHE
+#   (pytest_sessionfinish): the next session starts warm.
+# - generated projects write theirs in their own tree (__pycache__, git-ignored): project_env() and
+#   copier's tasks (plumbum's copy of the environment, made when copier was imported) drop both
+#   variables, so a copy of a shared render (copy_project) finds the .pyc files the render's own
+#   tasks and warm_bytecode() wrote. (Their files are edited seconds after they were written.)
 PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "copier-benchmark-tests" / "pycache"
-sys.dont_write_bytecode = False
 sys.pycache_prefix = str(PYCACHE)
+sys.dont_write_bytecode = True
 for _name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
-    os.environ.pop(_name, None)
     plumbum_local.env.pop(_name, None)
-os.environ["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+os.environ.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(PYCACHE))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Compile into PYCACHE the template's harness and what this process imported from the .venv (not
+    the tests' own files). The toy fixture imports the harness afresh for each test: from bytecode now."""
+    compileall.compile_dir(TEMPLATE / "template" / "src", quiet=2)
+    roots = (str(Path(sys.prefix).resolve()) + os.sep,)
+    for module in list(sys.modules.values()):
+        source = getattr(module, "__file__", None) or ""
+        if not source.endswith(".py") or not os.path.realpath(source).startswith(roots):
+            continue
+        try:
+            cached = importlib.util.cache_from_source(source)
+            if not os.path.exists(cached) or os.path.getmtime(cached) < os.path.getmtime(source):
+                py_compile.compile(source, cfile=cached, doraise=True)
+        except (OSError, py_compile.PyCompileError, ValueError):
+            continue
 
 
 def project_env(**extra: str) -> dict[str, str]:
