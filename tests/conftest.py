@@ -133,12 +133,27 @@ def make(project: Path, *targets: str, check: bool = True, **env: str) -> subpro
     return run(project, "make", "--no-print-directory", *targets, check=check, **env)
 
 
+# The longest single tests (45-70 s each on 2 cores): started first, so that no worker is left with
+# one of them while the other has nothing more to do.
+LONGEST = ("test_long_life.py", "test_migrate_52a9c04.py", "test_update.py::test_update_keeps_user_edits")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs a project rendered with its tasks (git, uv sync: ~15 s, then subprocesses) is
-    `slow`, whether it asks for `rendered` itself or through a fixture: `make test-fast` skips it."""
+    `slow`, whether it asks for `rendered` itself or through a fixture: `make test-fast` skips it.
+
+    The longest tests run first, then the other slow ones, then the fast ones (a stable sort: each
+    group keeps pytest's order), so xdist's workers finish together on the short tests."""
     for item in items:
         if "rendered" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+    def weight(item: pytest.Item) -> int:
+        if any(name in item.nodeid for name in LONGEST):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items[:] = sorted(items, key=weight)
 
 
 # What a generated project's commands import, imported once in each shared render (see PYCACHE): the
