@@ -9,9 +9,12 @@ files use the shared render itself (`rendered_static`).
 
 from __future__ import annotations
 
+import compileall
 import hashlib
+import importlib.util
 import json
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -23,6 +26,7 @@ import pytest
 from copier import run_copy
 from filelock import FileLock
 from hypothesis import settings as hypothesis_settings
+from plumbum import local as plumbum_local
 
 # Property tests draw the same examples on every run (CI must not turn red on a new random draw);
 # HYPOTHESIS_PROFILE=explore draws fresh ones when hunting for bugs.
@@ -33,10 +37,50 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 TEMPLATE = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
+# Bytecode. Without .pyc files every Python process compiles what it imports from source: 2-6 s for
+# copier, scipy or sklearn, dvc, ... and a test session starts hundreds of them (each `make` in a
+# generated project runs `uv run bench`, which runs dvc, ...). So, whatever PYTHONDONTWRITEBYTECODE says:
+# - this process and the xdist workers READ bytecode from
+#   PYCACHE (outside the repository and the maybe shared .venv) but never write it while tests run:
+#   tests rewrite a toy's predict.py and import it again within the same second, and a .pyc is
+#   checked against its source's mtime in whole seconds (and its size). At the end of a session
+#   each process compiles the library and template modules it imported into PYCACHE
+#   (pytest_sessionfinish): the next session starts warm.
+# - generated projects write theirs in their own tree (__pycache__, git-ignored): project_env() and
+#   copier's tasks (plumbum's copy of the environment, made when copier was imported) drop both
+#   variables, so a copy of a shared render (copy_project) finds the .pyc files the render's own
+#   tasks and warm_bytecode() wrote. (Their files are edited seconds after they were written.)
+PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "copier-benchmark-tests" / "pycache"
+sys.pycache_prefix = str(PYCACHE)
+sys.dont_write_bytecode = True
+for _name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
+    plumbum_local.env.pop(_name, None)
+# (Not for the template's Python run as a subprocess: with the prefix, the SIGINT cases of
+# test_executors' hung-run test timed out twice under -n 2; they compile what they import, as before.)
+os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Compile into PYCACHE the template's harness and what this process imported from the .venv (not
+    the tests' own files). The toy fixture imports the harness afresh for each test: from bytecode now."""
+    compileall.compile_dir(TEMPLATE / "template" / "src", quiet=2)
+    roots = (str(Path(sys.prefix).resolve()) + os.sep,)
+    for module in list(sys.modules.values()):
+        source = getattr(module, "__file__", None) or ""
+        if not source.endswith(".py") or not os.path.realpath(source).startswith(roots):
+            continue
+        try:
+            cached = importlib.util.cache_from_source(source)
+            if not os.path.exists(cached) or os.path.getmtime(cached) < os.path.getmtime(source):
+                py_compile.compile(source, cfile=cached, doraise=True)
+        except (OSError, py_compile.PyCompileError, ValueError):
+            continue
+
 
 def project_env(**extra: str) -> dict[str, str]:
     """The environment a generated project runs in: our uv on PATH, no prompts, DVC offline."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "BENCH_", "PYTEST_"))}
+    skip = ("VIRTUAL_ENV", "BENCH_", "PYTEST_", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0", UV_NO_PROGRESS="1", **extra)
     return env
@@ -91,12 +135,85 @@ def make(project: Path, *targets: str, check: bool = True, **env: str) -> subpro
     return run(project, "make", "--no-print-directory", *targets, check=check, **env)
 
 
+# The longest single tests (45-70 s each on 2 cores): started first, so that no worker is left with
+# one of them while the other has nothing more to do.
+LONGEST = ("test_long_life.py", "test_migrate_52a9c04.py", "test_update.py::test_update_keeps_user_edits")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs a project rendered with its tasks (git, uv sync: ~15 s, then subprocesses) is
-    `slow`, whether it asks for `rendered` itself or through a fixture: `make test-fast` skips it."""
+    `slow`, whether it asks for `rendered` itself or through a fixture: `make test-fast` skips it.
+
+    The longest tests run first, then the other slow ones, then the fast ones (a stable sort: each
+    group keeps pytest's order), so xdist's workers finish together on the short tests."""
     for item in items:
         if "rendered" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+    def weight(item: pytest.Item) -> int:
+        if any(name in item.nodeid for name in LONGEST):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items[:] = sorted(items, key=weight)
+
+
+# What a generated project's commands import, imported once in each shared render (see PYCACHE): the
+# harness, the user's modules, DVC's commands, the generated tests (collected) with pytest's plugins.
+# A module left out is compiled on first use in each copy instead: slower, never wrong.
+WARM_UP = """
+import importlib, pkgutil
+import pytest
+import bench_harness
+from bench_harness._core.user import user_module
+names = [m.name for m in pkgutil.walk_packages(bench_harness.__path__, "bench_harness.")]
+names += ["dvc.cli", "dvc.repo", "dvc.repo.experiments", "pre_commit.main", "xetrack"]
+names += [f"dvc.{group}.{command}" for group in ("repo", "commands") for command in
+          ("add", "checkout", "commit", "data_sync", "fetch", "get", "ls", "pull", "push", "status")]
+for name in names:
+    try:
+        importlib.import_module(name)
+    except BaseException:
+        pass
+for name in ("params", "data", "predict", "scoring"):
+    try:
+        user_module(name)
+    except BaseException:
+        pass
+pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"])
+"""
+
+
+def warm_bytecode(project: Path, donors: list[Path]) -> None:
+    """Write the .pyc files of what the project's commands import into its tree (copies share them).
+
+    The renders' environments hard-link the same files from uv's cache: a .pyc another render
+    compiled for the same file (the same inode) is linked instead of compiled again.
+    """
+    python = project / ".venv" / "bin" / "python"
+    if not python.exists():
+        return
+    for donor in donors:
+        share_bytecode(donor / ".venv", project / ".venv")
+    subprocess.run([str(python), "-c", WARM_UP], cwd=project, env=project_env(), capture_output=True, check=False)
+
+
+def share_bytecode(donor: Path, venv: Path) -> None:
+    """Hard-link donor's .pyc files into venv where venv's source file is the donor's (same inode).
+
+    Python checks a .pyc against its source's mtime and size, which a hard link shares."""
+    for packages in donor.glob("lib/python*/site-packages"):
+        for cached in packages.rglob("__pycache__/*.pyc"):
+            relative = cached.parent.parent.relative_to(packages)
+            source_name = cached.name.split(".", 1)[0] + ".py"
+            source, target = packages / relative / source_name, venv / packages.relative_to(donor) / relative
+            try:
+                if os.stat(source).st_ino != os.stat(target / source_name).st_ino:
+                    continue
+                (target / "__pycache__").mkdir(exist_ok=True)
+                os.link(cached, target / "__pycache__" / cached.name)
+            except OSError:  # no such source here, another version of it, or already there
+                continue
 
 
 class RenderCache:
@@ -126,6 +243,9 @@ class RenderCache:
                 shutil.rmtree(folder, ignore_errors=True)  # a render interrupted half-way
                 folder.mkdir()
                 render(folder / "project", answers, tasks=tasks)
+                if tasks:
+                    donors = [done.parent / "project" for done in self.root.glob("*/.rendered")]
+                    warm_bytecode(folder / "project", [d for d in donors if (d / ".venv").is_dir()])
                 done.write_text(json.dumps(answers, sort_keys=True, default=str))
         return folder / "project"
 
