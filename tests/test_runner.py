@@ -205,6 +205,8 @@ def test_every_executor_records_the_same_tables_as_serial(project: Path, engine:
 
 
 def test_make_retry_errors_reruns_only_the_error_rows(project: Path) -> None:
+    # Self-sufficient: under xdist this worker's copy of the project may not have run the other tests.
+    bench(project, "run", "--quiet", "--experiment-version", "r0")
     ids = [str(r[0]) for r in query(project, "SELECT DISTINCT input_id FROM predictions ORDER BY input_id LIMIT 2")]
     assert len(ids) == 2
     bench(project, "run", "--quiet", "--no-cache", "--experiment-version", "r1", RUNNER_FAIL=",".join(ids))
