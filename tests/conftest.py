@@ -233,6 +233,23 @@ class RenderCache:
         text = json.dumps({"answers": answers, "tasks": tasks}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def build(self, name: str, make: Callable[[Path], Path]) -> Path:
+        """What `make(folder)` returns, made once per session (the first worker makes it, the others
+        wait): for renders that `get` cannot key by their answers (another template, another release).
+        A `project` it returns is warmed up as `get`'s are. Read it, never change it."""
+        folder = self.root / name
+        done = folder / ".rendered"
+        with FileLock(str(folder) + ".lock"):
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                made = make(folder)
+                if (made / ".venv").is_dir():
+                    donors = [done.parent / "project" for done in self.root.glob("*/.rendered")]
+                    warm_bytecode(made, [d for d in donors if (d / ".venv").is_dir()])
+                done.write_text(str(made.relative_to(folder)))
+        return folder / done.read_text()
+
     def get(self, answers: dict[str, Any] | None = None, *, tasks: bool = True) -> Path:
         """The shared render of `answers` (made on first use): read it, never change it."""
         answers = answers or {}
