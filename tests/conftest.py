@@ -131,6 +131,13 @@ def run(
     return done
 
 
+def tool(project: Path, name: str) -> str:
+    """A command of the project's own environment, called directly: what `uv run --quiet <name>` runs,
+    without uv's ~0.3 s check that the environment is in sync (the render synced it). For the tests'
+    own steps only; what users run (the Makefile, messages) is tested as it is written."""
+    return str(project / ".venv" / "bin" / name)
+
+
 def make(project: Path, *targets: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
     return run(project, "make", "--no-print-directory", *targets, check=check, **env)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import test_migrate_52a9c04 as migration_test
-from conftest import copy_project, run
+from conftest import copy_project, run, tool
 from test_update import commit, git
 
 # The render of the previous release and its first experiment, shared with test_migrate_52a9c04.py.
@@ -151,7 +151,7 @@ def _scenario(old_release: tuple[Path, str], tmp_path: Path, log: Transcript) ->
 
     # 6. The manual way back (issue 13 point 3): checkout of the tag and its database, then `git switch main`.
     log.run(project, "git checkout e0.0.1", "git", "checkout", "--quiet", "e0.0.1")
-    log.run(project, "dvc checkout (e0.0.1's database)", "uv", "run", "--quiet", "dvc", "checkout", "--force")
+    log.run(project, "dvc checkout (e0.0.1's database)", tool(project, "dvc"), "checkout", "--force")
     log.run(project, "git switch main", "git", "switch", "--quiet", "main")
     assert versions_in(db) == {"e0.0.1"}, "the stale database a manual checkout leaves"
     refused = log.make(project, "experiment on a stale database", "experiment", check=False)
