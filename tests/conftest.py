@@ -318,6 +318,18 @@ def render_cache(tmp_path_factory: pytest.TempPathFactory) -> RenderCache:
     return RenderCache((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-renders")
 
 
+def copy_working_tree(destination: Path) -> None:
+    """Tracked and untracked-but-not-ignored files of this repository: what a release would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TEMPLATE, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = TEMPLATE / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+
+
 @pytest.fixture(scope="session")
 def rendered(
     render_cache: RenderCache, tmp_path_factory: pytest.TempPathFactory
