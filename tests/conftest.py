@@ -131,6 +131,13 @@ def run(
     return done
 
 
+def tool(project: Path, name: str) -> str:
+    """A command of the project's own environment, called directly: what `uv run --quiet <name>` runs,
+    without uv's ~0.3 s check that the environment is in sync (the render synced it). For the tests'
+    own steps only; what users run (the Makefile, messages) is tested as it is written."""
+    return str(project / ".venv" / "bin" / name)
+
+
 def make(project: Path, *targets: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
     return run(project, "make", "--no-print-directory", *targets, check=check, **env)
 
@@ -233,6 +240,23 @@ class RenderCache:
         text = json.dumps({"answers": answers, "tasks": tasks}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def build(self, name: str, make: Callable[[Path], Path]) -> Path:
+        """What `make(folder)` returns, made once per session (the first worker makes it, the others
+        wait): for renders that `get` cannot key by their answers (another template, another release).
+        A `project` it returns is warmed up as `get`'s are. Read it, never change it."""
+        folder = self.root / name
+        done = folder / ".rendered"
+        with FileLock(str(folder) + ".lock"):
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                made = make(folder)
+                if (made / ".venv").is_dir():
+                    donors = [done.parent / "project" for done in self.root.glob("*/.rendered")]
+                    warm_bytecode(made, [d for d in donors if (d / ".venv").is_dir()])
+                done.write_text(str(made.relative_to(folder)))
+        return folder / done.read_text()
+
     def get(self, answers: dict[str, Any] | None = None, *, tasks: bool = True) -> Path:
         """The shared render of `answers` (made on first use): read it, never change it."""
         answers = answers or {}
@@ -292,6 +316,18 @@ def render_cache(tmp_path_factory: pytest.TempPathFactory) -> RenderCache:
     without xdist (its parent is shared by every session of the user: stale renders)."""
     base = tmp_path_factory.getbasetemp()
     return RenderCache((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-renders")
+
+
+def copy_working_tree(destination: Path) -> None:
+    """Tracked and untracked-but-not-ignored files of this repository: what a release would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TEMPLATE, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = TEMPLATE / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
 
 
 @pytest.fixture(scope="session")

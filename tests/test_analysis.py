@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import TEMPLATE, make, run
+from conftest import TEMPLATE, make, run, tool
 from scipy import stats as sps
 
 HARNESS = TEMPLATE / "template" / "src" / "bench_harness" / "_results"
@@ -602,7 +602,7 @@ def test_real_run_validates_and_reports(project: Path, tmp_path: Path) -> None:
     results, which other tests run experiments in, stay untouched.
     """
     db, out = str(tmp_path / "real.db"), tmp_path / "reports"
-    run(project, "uv", "run", "--quiet", "bench", "run", "--experiment-version", "e-analysis", "--quiet", BENCH_DB=db)
+    run(project, tool(project, "bench"), "run", "--experiment-version", "e-analysis", "--quiet", BENCH_DB=db)
     assert "VALIDATION PASSED" in make(project, "validate", BENCH_DB=db).stdout
     assert "0 predictions differ" in make(project, "rescore", BENCH_DB=db).stdout
     make(project, "report", "VERSION=e-analysis", f"ARGS=--out {out}", BENCH_DB=db)

@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TEMPLATE, render
+from conftest import TEMPLATE, RenderCache, render
 
 BEFORE_MANIFESTS = "a24cac9"
 KINDS = sorted(path.parent.name for path in (TEMPLATE / "kinds").glob("*/kind.yml"))
@@ -66,19 +67,24 @@ def has_commit(ref: str) -> bool:
     return subprocess.run(["git", "cat-file", "-e", ref], cwd=TEMPLATE, capture_output=True).returncode == 0
 
 
-@pytest.fixture(scope="module")
-def before(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each kind rendered by the template as it was before manifests (copier clones that commit)."""
+@pytest.fixture(scope="session")
+def before(render_cache: RenderCache) -> dict[str, Path]:
+    """Each kind rendered by the template as it was before manifests (copier clones that commit); once
+    per session, shared by the xdist workers: READ them (a test that changes one copies it)."""
     if not has_commit(BEFORE_MANIFESTS):
         pytest.skip(f"commit {BEFORE_MANIFESTS} is not in this clone")
-    root = tmp_path_factory.mktemp("before")
-    return {kind: render(root / kind, {"kind": kind}, tasks=False, vcs_ref=BEFORE_MANIFESTS) for kind in KINDS}
+
+    def render_before(kind: str) -> Path:
+        make = lambda folder: render(folder / "project", {"kind": kind}, tasks=False, vcs_ref=BEFORE_MANIFESTS)  # noqa: E731
+        return render_cache.build(f"before-manifests-{kind}", make)
+
+    return {kind: render_before(kind) for kind in KINDS}
 
 
-@pytest.fixture(scope="module")
-def after(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("after")
-    return {kind: render(root / kind, {"kind": kind}, tasks=False) for kind in KINDS}
+@pytest.fixture(scope="session")
+def after(rendered_static) -> dict[str, Path]:
+    """Each kind rendered by the working tree: the session's shared files-only renders."""
+    return {kind: rendered_static({"kind": kind}) for kind in KINDS}
 
 
 def toml(path: Path) -> dict[str, Any]:
@@ -206,13 +212,12 @@ def test_the_metrics_question_offers_exactly_the_registry(tmp_path: Path) -> Non
             render(tmp_path / refused, {"kind": "llm", "metrics": [refused]}, tasks=False, pretend=True)
 
 
-def test_copier_update_from_before_manifests_recomputes_the_manifest(tmp_path: Path) -> None:
+def test_copier_update_from_before_manifests_recomputes_the_manifest(before: dict, tmp_path: Path) -> None:
     """A project rendered before manifests updates to this template; the computed answer is never stored."""
     from copier import run_update
 
-    if not has_commit(BEFORE_MANIFESTS):
-        pytest.skip(f"commit {BEFORE_MANIFESTS} is not in this clone")
-    project = render(tmp_path / "p", {"kind": "embeddings"}, tasks=False, vcs_ref=BEFORE_MANIFESTS)
+    project = tmp_path / "p"
+    shutil.copytree(before["embeddings"], project, symlinks=True)
     git = ["git", "-c", "user.email=t@localhost", "-c", "user.name=t"]
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "add", "-A"], cwd=project, check=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TEMPLATE, make, project_env, render, run
+from conftest import TEMPLATE, make, project_env, render, run, tool
 
 KINDS = ("classification", "regression", "llm", "embeddings", "throughput")
 RUN_KINDS = ("regression", "llm", "embeddings", "throughput")
@@ -141,7 +141,7 @@ def test_generated_tests_and_experiment_pass_offline_with_sensible_metrics(rende
     CHECKS[kind](metrics, predictions)
     kind_files = [str(p.relative_to(project)) for p in (project / "src" / "my_benchmark").glob("*.py")]
     kind_files += [str(p.relative_to(project)) for p in (project / "tests").glob("test_*_kind.py")]
-    lint = run(project, "uv", "run", "--quiet", "ruff", "check", *kind_files, check=False)
+    lint = run(project, tool(project, "ruff"), "check", *kind_files, check=False)
     assert lint.returncode == 0, lint.stdout[-3000:]
 
 

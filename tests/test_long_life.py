@@ -26,17 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import run
-from test_migrate_52a9c04 import clone_with_releases
-from test_update import commit, git, render_release
+import test_migrate_52a9c04 as migration_test
+from conftest import copy_project, run, tool
+from test_update import commit, git
 
-PACKAGE = "life"
-
-
-@pytest.fixture
-def releases(tmp_path: Path) -> Path:
-    """A clone of this repository: v0.2.0 = commit 52a9c04, v0.3.0 = the working tree (as test_migrate_52a9c04)."""
-    return clone_with_releases(tmp_path)
+# The render of the previous release and its first experiment, shared with test_migrate_52a9c04.py.
+PACKAGE = migration_test.PACKAGE
+releases, old_release = migration_test.releases, migration_test.old_release
 
 
 @dataclass
@@ -86,28 +82,33 @@ def computed(output: str, version: str) -> tuple[int, int, int]:
 
 
 @pytest.mark.slow
-def test_a_benchmark_lives_from_the_previous_release_to_today(releases: Path, tmp_path: Path) -> None:
+def test_a_benchmark_lives_from_the_previous_release_to_today(old_release: tuple[Path, str], tmp_path: Path) -> None:
     log = Transcript()
     try:
-        _scenario(releases, tmp_path, log)
+        _scenario(old_release, tmp_path, log)
     finally:
         print(log.text())
         if os.environ.get("BENCH_SCENARIO_LOG"):
             Path(os.environ["BENCH_SCENARIO_LOG"]).write_text(log.text())
 
 
-def _scenario(releases: Path, tmp_path: Path, log: Transcript) -> None:
+def _scenario(old_release: tuple[Path, str], tmp_path: Path, log: Transcript) -> None:
     started = time.monotonic()
-    project = render_release(releases, tmp_path / "project", "v0.2.0", {"project_name": PACKAGE}, tasks=True)
+    shared, first = old_release  # rendered at 52a9c04 (v0.2.0) with its tasks, then `make experiment`
+    project = copy_project(shared, tmp_path)
     db = project / "benchmark.db"
-    log.note("render at 52a9c04 (v0.2.0)", f"{time.monotonic() - started:.1f} s; harness at src/{PACKAGE}/harness/")
+    log.note(
+        "render at 52a9c04 (v0.2.0), first experiment",
+        f"shared by the session; copied in {time.monotonic() - started:.1f} s",
+    )
     assert (project / "src" / PACKAGE / "harness").is_dir() and not (project / "src" / "bench_harness").exists()
 
     # 1. The first experiment, with the old release's harness: every row computed.
-    first = log.make(project, "experiment with the 52a9c04 harness", "experiment", "MESSAGE=first").stdout
+    log.note("experiment with the 52a9c04 harness (the shared render's)", first)
     assert "tagged e0.0.1" in first
     tasks, fresh, _ = computed(first, "e0.0.1")
     assert tasks > 0 and fresh == tasks
+    assert tags(project) == ["e0.0.1"] and git(project, "status", "--porcelain") == ""
     snapshot = tmp_path / "e0.0.1.db"
     shutil.copy(db, snapshot)
 
@@ -150,7 +151,7 @@ def _scenario(releases: Path, tmp_path: Path, log: Transcript) -> None:
 
     # 6. The manual way back (issue 13 point 3): checkout of the tag and its database, then `git switch main`.
     log.run(project, "git checkout e0.0.1", "git", "checkout", "--quiet", "e0.0.1")
-    log.run(project, "dvc checkout (e0.0.1's database)", "uv", "run", "--quiet", "dvc", "checkout", "--force")
+    log.run(project, "dvc checkout (e0.0.1's database)", tool(project, "dvc"), "checkout", "--force")
     log.run(project, "git switch main", "git", "switch", "--quiet", "main")
     assert versions_in(db) == {"e0.0.1"}, "the stale database a manual checkout leaves"
     refused = log.make(project, "experiment on a stale database", "experiment", check=False)

@@ -17,11 +17,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, make
-from test_update import commit, copy_working_tree, experiment, git, render_release
+from conftest import TEMPLATE, RenderCache, copy_project, make
+from test_update import commit, copy_working_tree, git, render_release
 
 OLD_RELEASE = "52a9c04"
-PACKAGE = "mig"
+PACKAGE = "mig"  # test_long_life.py shares this module's render: one package name for both
 USER_FILES = [
     f"src/{PACKAGE}/predict.py",
     f"src/{PACKAGE}/data.py",
@@ -34,10 +34,29 @@ USER_FILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clone of this repository: v0.2.0 = commit 52a9c04, v0.3.0 = the working tree."""
-    return clone_with_releases(tmp_path_factory.mktemp("releases52"))
+@pytest.fixture(scope="session")
+def releases(render_cache: RenderCache) -> Path:
+    """A clone of this repository: v0.2.0 = commit 52a9c04, v0.3.0 = the working tree (once per session)."""
+    return render_cache.build("releases-52a9c04", clone_with_releases)
+
+
+@pytest.fixture(scope="session")
+def old_release(render_cache: RenderCache, releases: Path) -> tuple[Path, str]:
+    """(project, output): a project rendered at v0.2.0 (52a9c04) with its tasks, after its first experiment
+    (`make experiment`, e0.0.1), and that experiment's output. Made once per session, shared by this
+    module and test_long_life.py: READ it; a test copies it with conftest.copy_project."""
+
+    def render_and_run(folder: Path) -> Path:
+        project = render_release(releases, folder / "project", "v0.2.0", {"project_name": PACKAGE}, tasks=True)
+        out = make(project, "experiment", "MESSAGE=first").stdout
+        (folder / FIRST_EXPERIMENT).write_text(out)
+        return project
+
+    project = render_cache.build("v0.2.0-after-e0.0.1", render_and_run)
+    return project, (project.parent / FIRST_EXPERIMENT).read_text()
+
+
+FIRST_EXPERIMENT = "first-experiment.out"
 
 
 def clone_with_releases(parent: Path) -> Path:
@@ -54,13 +73,16 @@ def clone_with_releases(parent: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(releases: Path, tmp_path: Path) -> None:
-    project = render_release(releases, tmp_path / "project", "v0.2.0", {"project_name": PACKAGE}, tasks=True)
+def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(
+    releases: Path, old_release: tuple[Path, str], tmp_path: Path
+) -> None:
+    shared, first = old_release
+    project = copy_project(shared, tmp_path)
     old_harness = project / "src" / PACKAGE / "harness"
     assert (old_harness / "errors.py").is_file() and not (project / "src" / "bench_harness").exists()
     predict_source = (project / "src" / PACKAGE / "predict.py").read_text()
     assert "from .harness.errors import" in predict_source and '"input_id":' in predict_source  # old style
-    experiment(project, "e0.0.1")
+    assert "tagged e0.0.1" in first, first  # the old release's first experiment (made by the fixture)
     assert git(project, "status", "--porcelain") == ""  # the experiment committed: `make update` needs that
     before = {name: (project / name).read_bytes() for name in USER_FILES}
 

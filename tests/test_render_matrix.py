@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, make, project_env, run
+from conftest import TEMPLATE, make, project_env, run, tool
 from xetrack import Reader
 
 ANSWER_SETS = {
@@ -102,7 +102,7 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
     assert best > 0.9, "a scikit-learn baseline on wine is far above chance"
     assert summary["accuracy"].min() < 0.5, "the most-frequent baseline is near chance"
     # the xt CLI reads the same table
-    xt = run(project, "uv", "run", "xt", "head", db.name, "--table", preds, "--engine", engine, "--n", "3")
+    xt = run(project, tool(project, "xt"), "head", db.name, "--table", preds, "--engine", engine, "--n", "3")
     assert "input_id" in xt.stdout
 
     # The same experiment again records nothing (no tag); forced, it is one of cache hits only.

@@ -17,7 +17,6 @@ import importlib.util
 import re
 import shutil
 import sqlite3
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import TEMPLATE, make, run
+from conftest import TEMPLATE, RenderCache, copy_working_tree, make, run
 from copier import run_copy
 from packaging.version import Version
 
@@ -40,18 +39,6 @@ CONFLICT_MARKER = re.compile(r"^(<<<<<<<|>>>>>>>)( |$)", re.MULTILINE)
 
 def git(repo: Path, *args: str) -> str:
     return run(repo, "git", "-c", "user.email=t@localhost", "-c", "user.name=t", *args).stdout.strip()
-
-
-def copy_working_tree(destination: Path) -> None:
-    """Tracked and untracked-but-not-ignored files of this repository: what a release would hold."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TEMPLATE, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = TEMPLATE / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
 
 
 def release(repo: Path, tag: str) -> None:
@@ -97,10 +84,15 @@ def rename_and_move(repo: Path) -> None:
     (repo / "template" / "EXPERIMENT_PLAN.md.jinja").rename(repo / "template" / "docs" / "EXPERIMENT_PLAN.md.jinja")
 
 
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of this template with the tags v0.1.0, v0.2.0 and v0.3.0 (HEAD)."""
-    repo = tmp_path_factory.mktemp("releases") / "copier-benchmark"
+@pytest.fixture(scope="session")
+def releases(render_cache: RenderCache) -> Path:
+    """A copy of this template with the tags v0.1.0, v0.2.0 and v0.3.0 (HEAD), once per session (xdist's
+    workers share it: the tests render from it, never change it)."""
+    return render_cache.build("releases-update", make_releases)
+
+
+def make_releases(folder: Path) -> Path:
+    repo = folder / "copier-benchmark"
     repo.mkdir()
     copy_working_tree(repo)
     git(repo, "init", "--quiet", "--initial-branch=main")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_project as shared_copy
-from conftest import make, project_env, run
+from conftest import make, project_env, run, tool
 
 STANDARD = ("versioning-standard", {"project_name": "vstd"})  # engine duckdb (the default), local DVC remote
 MINIMAL = ("versioning-minimal", {"project_name": "vmin", "versioning": "minimal", "engine": "sqlite"})
@@ -86,7 +86,7 @@ def rename_seed(project: Path, package: str) -> None:
 def back_to_main(project: Path) -> None:
     """After `make reproduce`: return to main and its own database version."""
     git(project, "switch", "--quiet", "main")
-    run(project, "uv", "run", "--quiet", "dvc", "pull", "--quiet", "--force")
+    run(project, tool(project, "dvc"), "pull", "--quiet", "--force")
 
 
 @pytest.mark.slow
@@ -136,7 +136,7 @@ def test_two_experiments_are_tagged_and_the_first_is_reproduced_row_for_row(stan
     assert dump(db) == latest
     assert git(standard, "status", "--porcelain") == ""
     git(standard, "worktree", "remove", "--force", str(worktree))
-    run(standard, "uv", "run", "--quiet", "dvc", "pull", "--quiet")  # the cache again holds every version's file
+    run(standard, tool(standard, "dvc"), "pull", "--quiet")  # the cache again holds every version's file
 
 
 @pytest.mark.slow
@@ -190,7 +190,7 @@ def test_uncommitted_code_or_data_stop_the_experiment_and_allow_dirty_records_it
     data.write_text(data.read_text() + data.read_text().splitlines()[-1] + "\n")
     refused = make(standard, "preflight", check=False)
     assert refused.returncode == 2 and "data/ differs from data.dvc" in refused.stderr
-    run(standard, "uv", "run", "--quiet", "dvc", "checkout", "--quiet", "--force", "data.dvc")
+    run(standard, tool(standard, "dvc"), "checkout", "--quiet", "--force", "data.dvc")
     make(standard, "preflight")
 
 
@@ -295,7 +295,7 @@ def test_kill_matrix_a_rerun_completes_the_killed_experiment_without_repairs(
     assert git(project, "rev-parse", "e0.0.1^{commit}") == git(project, "rev-parse", "experiment/e0.0.1")
     assert not (project / ".git" / "bench-experiment.json").exists(), "the journal is closed"
     assert cache_tmp_files(project) == []
-    in_sync = run(project, "uv", "run", "--quiet", "dvc", "status", "--cloud", "--all-tags", "--quiet", check=False)
+    in_sync = run(project, tool(project, "dvc"), "status", "--cloud", "--all-tags", "--quiet", check=False)
     assert in_sync.returncode == 0, "every tag's database reached the remote"
     assert query(db, "SELECT DISTINCT git_dirty FROM predictions") == [(0,)], "no row marked dirty"
     assert query(db, "SELECT COUNT(*), COUNT(DISTINCT config_id) FROM metrics") == [(3, 3)]
