@@ -227,8 +227,21 @@ def start_run(root: Path, executor: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "bench_harness", "run", "--experiment-version", "t1", "--quiet"]
     command += ["--executor", executor, "--workers", "2"]
     return subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        command,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """SIGINT at its default, as a terminal's command gets it. A suite started in the background by a
+    shell without job control (`pytest &` in a script, some CI runners) inherits SIGINT *ignored*, and
+    Python then installs no KeyboardInterrupt handler: Ctrl-C would not reach the run under test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_hangs(root: Path, process: subprocess.Popen, count: int, seconds: float = 60) -> list[Path]:

@@ -29,6 +29,7 @@ import pytest
 import test_migrate_52a9c04 as migration_test
 from conftest import copy_project, run, tool
 from test_update import commit, git
+from toy import dump_database as dump
 
 # The render of the previous release and its first experiment, shared with test_migrate_52a9c04.py.
 PACKAGE = migration_test.PACKAGE
@@ -166,12 +167,3 @@ def _scenario(old_release: tuple[Path, str], tmp_path: Path, log: Transcript) ->
     assert git(project, "branch", "--show-current") == "main"
     assert git(project, "status", "--porcelain") == ""
     log.note("total", f"{time.monotonic() - started:.1f} s")
-
-
-def dump(db: Path) -> dict[str, list[tuple]]:
-    """Every row of every table, in rowid order."""
-    with sqlite3.connect(db) as con:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        rows = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in names}
-    con.close()
-    return rows

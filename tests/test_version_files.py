@@ -13,17 +13,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from toy import dump_database as dump
 
 VERSIONS = ("e0.0.1", "e0.0.2")
-
-
-def dump(db: Path) -> dict[str, list[tuple]]:
-    """Every row of every table, in rowid order (as tests/test_versioning.py compares databases)."""
-    with sqlite3.connect(db) as con:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        rows = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in names}
-    con.close()
-    return rows
 
 
 def schema(db: Path) -> list[tuple]:

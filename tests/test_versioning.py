@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import copy_project as shared_copy
 from conftest import make, project_env, run, tool
+from toy import dump_database as dump
 
 STANDARD = ("versioning-standard", {"project_name": "vstd"})  # engine duckdb (the default), local DVC remote
 MINIMAL = ("versioning-minimal", {"project_name": "vmin", "versioning": "minimal", "engine": "sqlite"})
@@ -58,13 +59,6 @@ def git(project: Path, *args: str, check: bool = True) -> str:
 
 def tags(project: Path) -> list[str]:
     return git(project, "tag", "-l", "e*", "--sort=version:refname").split()
-
-
-def dump(db: Path) -> dict[str, list[tuple]]:
-    """Every row of every table, in rowid order."""
-    with sqlite3.connect(db) as con:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        return {t: con.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in names}
 
 
 def query(db: Path, sql: str) -> list[tuple]:

@@ -9,6 +9,7 @@ into a temporary folder; `BENCH_ROOT` points the harness at it. A test costs mil
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -238,3 +239,13 @@ RUN_VOLATILE_COLUMNS = frozenset(
         "disk_percent",
     }
 )
+
+
+def dump_database(db: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, in rowid order: what "the same database, row for row" compares."""
+    con = sqlite3.connect(db)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        return {t: con.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in names}
+    finally:
+        con.close()
