@@ -339,3 +339,30 @@ def test_an_abandoned_experiment_leaves_no_results_file(
         kept = con.execute("SELECT COUNT(*) FROM metrics WHERE experiment_version = 'e0.0.2'").fetchone()[0]
     con.close()
     assert kept == 2, "the abandoned version's rows stay in the working database"
+
+
+def test_a_fresh_clone_rebuilds_with_one_fetch_not_a_get_per_version(
+    toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Another machine: `git clone`, no `dvc pull`. rebuild-db downloads every version file in one
+    `dvc fetch` (a `dvc get` per version costs about a second each) and gives the same database."""
+    from bench_harness._versioning import versioning
+
+    versioned_toy(toy, monkeypatch)
+    versioning.dvc(toy, "remote", "add", "--default", "storage", str(tmp_path / "remote"))
+    commit(toy, "remote")
+    for _ in VERSIONS + ("e0.0.3",):
+        bench(capsys, "experiment", "--quiet", "--force-tag")  # pushes to the remote
+    working = dump(toy / "benchmark.db")
+    clone = tmp_path / "clone"
+    versioning.git(tmp_path, "clone", "--quiet", str(toy), str(clone))
+    assert not (clone / ".dvc" / "cache").exists() and not (clone / "benchmark.db").exists()
+    monkeypatch.setenv("BENCH_ROOT", str(clone))
+
+    calls: list[tuple[str, ...]] = []
+    real_dvc = versioning.dvc
+    monkeypatch.setattr(versioning, "dvc", lambda root, *args, **kw: calls.append(args) or real_dvc(root, *args, **kw))
+    out, _ = bench(capsys, "rebuild-db")
+    assert [args[0] for args in calls] == ["fetch"], calls
+    assert "from the 3 version files of e0.0.3 (DVC remote, one `dvc fetch`)" in out, out
+    assert dump(clone / "benchmark.db") == working, "the clone's database is the original's, row for row"
