@@ -9,7 +9,9 @@ of that tag restores).
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -366,3 +368,31 @@ def test_a_fresh_clone_rebuilds_with_one_fetch_not_a_get_per_version(
     assert [args[0] for args in calls] == ["fetch"], calls
     assert "from the 3 version files of e0.0.3 (DVC remote, one `dvc fetch`)" in out, out
     assert dump(clone / "benchmark.db") == working, "the clone's database is the original's, row for row"
+
+
+def test_a_zombie_dvc_add_left_in_dvcs_lock_does_not_block_the_resumed_experiment(
+    toy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """kill:dvc-add on a machine whose PID 1 reaps late: the SIGKILLed `dvc add` is a zombie, still listed
+    in .dvc/tmp/rwlock, and DVC counts a zombie as running ("is busy ... remove rwlock by hand"). The
+    next `make experiment` must complete without that manual step; a live process's entry is kept."""
+    import json
+    import subprocess
+
+    versioned_toy(toy, monkeypatch)
+    zombie = subprocess.Popen(["true"])  # never waited for: a zombie until the test ends
+    time.sleep(0.3)
+    target = str(toy / "results" / "e0.0.1.db")
+    (toy / ".dvc" / "tmp").mkdir(parents=True, exist_ok=True)
+    lock = {
+        "write": {target: {"pid": zombie.pid, "cmd": "dvc add results/e0.0.1.db"}},
+        "read": {str(toy / "data"): [{"pid": os.getpid(), "cmd": "dvc status (a user's, still running)"}]},
+    }
+    (toy / ".dvc" / "tmp" / "rwlock").write_text(json.dumps(lock))
+    try:
+        bench(capsys, "experiment", "--quiet", "--no-push")
+        left = json.loads((toy / ".dvc" / "tmp" / "rwlock").read_text())
+        assert [info["pid"] for infos in left["read"].values() for info in infos] == [os.getpid()]
+        assert git_out(toy, "tag", "-l") == "e0.0.1"
+    finally:
+        zombie.wait()

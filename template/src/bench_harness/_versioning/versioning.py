@@ -508,6 +508,46 @@ def clean_dvc_tmp(cfg: BenchConfig, before: float) -> list[str]:
     return removed
 
 
+def release_killed_dvc_locks(cfg: BenchConfig) -> list[int]:
+    """Remove the entries of DVC's rwlock whose process is gone or a zombie; return their PIDs.
+
+    DVC drops the entries of processes that no longer exist itself, but a SIGKILLed `dvc add` whose
+    parent (the killed experiment) died too stays a zombie until PID 1 reaps it, and DVC counts a
+    zombie as running: the resumed experiment's `dvc add` failed with "is busy ... remove rwlock by
+    hand". Called under the experiment lock (no DVC of ours runs: an orphan would hold that lock);
+    a live process's entry, a user's own `dvc` command, is kept.
+    """
+    import psutil
+
+    path = cfg.root / ".dvc" / "tmp" / "rwlock"
+    try:
+        lock = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+
+    def gone(info: dict[str, Any]) -> bool:
+        try:
+            return psutil.Process(int(info["pid"])).status() == psutil.STATUS_ZOMBIE
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            return True
+
+    released: set[int] = set()
+    for mode, entries in lock.items():
+        for target, infos in list(entries.items()):
+            listed = infos if isinstance(infos, list) else [infos]
+            kept = [info for info in listed if not gone(info)]
+            released.update(int(info.get("pid", 0)) for info in listed if info not in kept)
+            if not kept:
+                del entries[target]
+            elif mode == "read":
+                entries[target] = kept
+    if released:
+        temporary = path.with_name(path.name + ".bench-tmp")
+        temporary.write_text(json.dumps(lock), encoding="utf-8")
+        os.replace(temporary, path)
+    return sorted(released)
+
+
 DISK_FULL = ("No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]")
 
 
@@ -618,6 +658,7 @@ def commit_results(cfg: BenchConfig, version: str) -> list[str]:
             export(cfg, path)
     env.fault_point("export")
     clean_dvc_tmp(cfg, time.time())
+    release_killed_dvc_locks(cfg)
     dvc_step(cfg, "dvc-add", "add", *(relative(cfg, path) for path in files))
     env.fault_point("dvc-add")
     added = [relative(cfg, path) + ".dvc" for path in files] + [results_path(cfg, tag) for tag in copied]
