@@ -24,7 +24,7 @@ demo: install ## render the template with defaults into ./demo and run its exper
 	$(VENV)/bin/copier copy --trust --defaults --vcs-ref HEAD -d dvc_remote=$(DEMO)-dvc-storage $(CURDIR) $(DEMO)
 	$(MAKE) -C $(DEMO) experiment
 
-test: install ## the whole test suite (renders answer sets and runs what they generate): CI, 512 tests, about 7 min on 2 idle cores (-n 2)
+test: install ## the whole test suite (renders answer sets and runs what they generate): CI, 514 tests, 7-9 min on 2 idle cores (-n 2)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## for development: in-process harness tests and static render checks (-m "not slow"), 440 tests, about 110 s on 2 idle cores
