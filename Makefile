@@ -27,7 +27,7 @@ demo: install ## render the template with defaults into ./demo and run its exper
 test: install ## the whole test suite (renders answer sets and runs what they generate): CI, 514 tests, 7-9 min on 2 idle cores (-n 2)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install ## for development: in-process harness tests and static render checks (-m "not slow"), 440 tests, about 110 s on 2 idle cores
+test-fast: install ## for development: in-process harness tests and static render checks (-m "not slow"), 442 tests, about 110 s on 2 idle cores
 	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 lint: install ## ruff on the template repository and the rendered harness
