@@ -528,7 +528,9 @@ def release_killed_dvc_locks(cfg: BenchConfig) -> list[int]:
     def gone(info: dict[str, Any]) -> bool:
         try:
             return psutil.Process(int(info["pid"])).status() == psutil.STATUS_ZOMBIE
-        except (psutil.Error, KeyError, TypeError, ValueError):
+        except psutil.AccessDenied:  # another user's live process: it exists
+            return False
+        except (psutil.NoSuchProcess, KeyError, TypeError, ValueError):  # ZombieProcess is a NoSuchProcess
             return True
 
     released: set[int] = set()
