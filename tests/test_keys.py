@@ -183,11 +183,11 @@ def test_rows_of_another_key_format_are_cache_hits(project: Path, key_format: st
 def planned_keys(summary: Any) -> list[str]:
     """Today's keys of the run's tasks, as the runner plans them (not read from the store)."""
     from bench_harness._core.user import user_module
-    from bench_harness._run import runner
     from bench_harness._storage import keys
 
     code = keys.code_version(user_module("predict"))
-    return runner.plan_tasks(summary.configs, user_module("data").load_items(), code).keys
+    digests = keys.input_digests(list(user_module("data").load_items()))
+    return [keys.key_prefix(code, keys.config_id(c)) + digest for c in summary.configs for digest in digests]
 
 
 def test_a_resumed_version_keeps_rows_of_another_key_format(project: Path) -> None:

@@ -145,11 +145,6 @@ def segment_value(item: dict[str, Any], name: str) -> Any:
     return item.get(name)
 
 
-def segment_values(items: list[dict[str, Any]], names: tuple[str, ...]) -> list[tuple]:
-    """Per item, its value for each of `names` (what a cache hit records for them)."""
-    return [tuple(segment_value(item, name) for name in names) for item in items]
-
-
 def json_row(row: dict[str, Any]) -> dict[str, Any]:
     """`row` with every value SQLite and JSON can hold; an INVALID_VALUE error row when one cannot be."""
     unusual = [v for v in row.values() if type(v) not in _PLAIN]  # the usual case: only finite floats

@@ -87,34 +87,6 @@ class RunSummary:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Plan:
-    """Every (configuration, input) task of a run, as lists: task i is input i % n of configuration i // n.
-
-    Lists, not an object per task: a run plans every task, even when all are cache hits.
-    """
-
-    items: list[dict[str, Any]]
-    configs: list[Any]
-    config_ids: list[str]
-    digests: list[str]  # per input
-    keys: list[str]  # per task
-    identities: list[str]  # per task: config_id + input_digest, what the cache matches on (with the code)
-    key_prefixes: dict[str, str]  # config_id -> the first half of its tasks' cache_key
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def task(self, index: int) -> Task:
-        n = len(self.items)
-        return Task(index, self.items[index % n], self.configs[index // n])
-
-    def pair(self, index: int) -> tuple[str, str]:
-        """(config_id, input_id as text): what one version records once."""
-        n = len(self.items)
-        return self.config_ids[index // n], str(self.items[index % n].get("input_id"))
-
-
 # Tasks planned, looked up and handed out at a time: every configuration of CHUNK_TASKS // configurations
 # items. Bounds the run's memory (a chunk's items, keys and pending rows) whatever the number of items.
 CHUNK_TASKS = 20_000
@@ -138,17 +110,6 @@ def unique_configs(grid: Sequence[Any]) -> list[Any]:
     for config in grid:
         unique.setdefault(keys.config_id(config), config)
     return list(unique.values())
-
-
-def plan_tasks(grid: Sequence[Any], items: Sequence[dict], code: str) -> Plan:
-    """Every (configuration, input) pair with its stable identity and cache key."""
-    items = list(items)
-    digests = keys.input_digests(items)
-    config_ids = [keys.config_id(config) for config in grid]
-    prefixes = {cid: keys.key_prefix(code, cid) for cid in config_ids}
-    task_keys = [prefixes[cid] + digest for cid in config_ids for digest in digests]
-    identities = [keys.identity(cid, digest) for cid in config_ids for digest in digests]
-    return Plan(items, list(grid), config_ids, digests, task_keys, identities, prefixes)
 
 
 def shared_columns(
@@ -457,7 +418,7 @@ class _Planner:
 
 
 def _chunk_segments(items: list[dict[str, Any]], names: tuple[str, ...]) -> list[tuple] | None:
-    """Per item, its values of the segmentations (as segment_values), or None when no item has any.
+    """Per item, its values of the segmentations (envelope.segment_value), or None when no item has any.
 
     Looked at one segmentation at a time in a C-speed comprehension: the usual cached chunk has no
     value for a segmentation its items lack, and then no per-task tuples are built.
