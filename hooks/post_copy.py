@@ -128,22 +128,17 @@ def commit(message: str) -> None:
 
 
 def setup_dvc(config: dict) -> None:
-    """DVC for data (and, after each experiment, the results database)."""
+    """DVC for data (and, after each experiment, the results database): the harness's `dvc-setup`.
+
+    One process runs the four DVC steps (DVC is imported once, not started four times).
+    """
     if config["versioning"]["level"] == "minimal":
         return
-    dvc = shutil.which("dvc") or str(ROOT / ".venv" / "bin" / "dvc")
-    if not Path(dvc).exists():
+    python = ROOT / ".venv" / "bin" / "python"
+    if not (ROOT / ".venv" / "bin" / "dvc").exists():
         failed("DVC not set up: dvc is not installed", "`make install`, then `make dvc-setup`")
         return
-    if not (ROOT / ".dvc").exists():
-        run(dvc, "init", "--quiet")
-    run(dvc, "config", "core.analytics", "false")
-    remote = config["versioning"]["dvc_remote"]
-    if remote:
-        run(dvc, "remote", "add", "--default", "--force", "storage", remote)
-    if not (ROOT / "data.dvc").exists():
-        run("git", "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "data")
-        run(dvc, "add", "--quiet", "data")
+    run(str(python), "-m", "bench_harness", "dvc-setup")
 
 
 def sync_environment() -> None:
