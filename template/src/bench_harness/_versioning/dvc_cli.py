@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -73,15 +74,18 @@ def _environment(wanted: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _captured(out: io.StringIO, err: io.StringIO) -> Iterator[None]:
-    """sys.stdout/stderr and DVC's log handlers (warnings and errors to `err`, the rest to `out`)."""
+    """sys.stdout/stderr and DVC's log handlers (warnings and errors to `err`, the rest to `out`); an
+    empty stdin, as the executable had (nothing may wait for a terminal)."""
     found = (handler for name in DVC_LOGGERS for handler in logging.getLogger(name).handlers)
     handlers = list(dict.fromkeys(handler for handler in found if isinstance(handler, logging.StreamHandler)))
     streams = [handler.stream for handler in handlers]
     for handler in handlers:  # assigned, not setStream(): that flushes the old stream, maybe closed by now
         handler.stream = err if handler.level >= logging.WARNING else out
+    stdin, sys.stdin = sys.stdin, io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield
     finally:
+        sys.stdin = stdin
         for handler, stream in zip(handlers, streams, strict=True):
             handler.stream = stream
