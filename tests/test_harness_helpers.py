@@ -4,7 +4,8 @@
   rows (runner: `make retry-errors`; analysis, validate, rescore, report), not by rowid;
 * store.column_names: a table's columns, on a connection or a database file;
 * env.git / env.git_output: the one way git runs (checked for versioning, best effort for metadata);
-* analysis.error_breakdown_sql: the error breakdown `make validate` prints and the report shows.
+* analysis.error_breakdown_sql: the error breakdown `make validate` prints and the report shows;
+* store.PAGE_SIZE: the page size of a database the harness creates (issue 16: faster batch commits).
 
 In-process on the toy benchmark, on small databases written here.
 """
@@ -115,3 +116,28 @@ def test_one_error_breakdown_for_validate_and_the_report(toy: Path) -> None:
     assert found == [("API_TIMEOUT", "a", 3), ("API_TIMEOUT", "b", 3), ("PARSE_ERROR", "a", 1)]
     shown = con.execute(error_breakdown_sql("p", ["config_id"], failed_sql(), example="error")).fetchall()
     assert shown[-1] == ("PARSE_ERROR", "a", 1, "bad")
+
+
+def test_a_database_the_harness_creates_has_large_pages_and_an_existing_one_keeps_its_own(
+    toy: Path, tmp_path: Path
+) -> None:
+    """store.PAGE_SIZE for the run's new database and a rebuilt one; an existing database is never rewritten."""
+    from bench_harness._storage import versionfiles
+    from bench_harness._storage.store import PAGE_SIZE, Store
+
+    def page_size(db: Path) -> int:
+        with sqlite3.connect(db) as con:
+            return con.execute("PRAGMA page_size").fetchone()[0]
+
+    assert PAGE_SIZE == 65536
+    with Store(tmp_path / "new.db") as store:
+        store.insert("predictions", [{"experiment_version": "e0.0.1", "input_id": 1}])
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as con:
+        con.execute("CREATE TABLE predictions (experiment_version TEXT, input_id INTEGER)")
+    with Store(older) as store:
+        store.insert("predictions", [{"experiment_version": "e0.0.1", "input_id": 2}])
+    assert (page_size(tmp_path / "new.db"), page_size(older)) == (PAGE_SIZE, 4096)
+    versionfiles.export_version(older, "e0.0.1", tmp_path / "results" / "e0.0.1.db")
+    versionfiles.rebuild([tmp_path / "results" / "e0.0.1.db"], tmp_path / "rebuilt.db")
+    assert page_size(tmp_path / "rebuilt.db") == PAGE_SIZE

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -172,14 +173,20 @@ def next_experiment_version(root: Path) -> str:
 
 
 def environment_metadata(root: Path, data_path: Path, experiment_version: str, phase: str) -> dict:
-    """The columns every row of both tables carries."""
+    """The columns every row of both tables carries.
+
+    Its four git queries run at once (each is a process start): every run asks them, a cached re-run too.
+    """
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        commit, branch = pool.submit(code_commit, root), pool.submit(git_branch, root)
+        dirty, data = pool.submit(is_dirty, root), pool.submit(data_commit, root, data_path)
     return {
         "experiment_version": experiment_version,
         "phase": phase,
-        "code_commit": code_commit(root),
-        "git_branch": git_branch(root),
-        "git_dirty": int(is_dirty(root)),
-        "data_commit": data_commit(root, data_path),
+        "code_commit": commit.result(),
+        "git_branch": branch.result(),
+        "git_dirty": int(dirty.result()),
+        "data_commit": data.result(),
         "python_version": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
         "hostname": platform.node(),

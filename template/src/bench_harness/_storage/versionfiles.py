@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .store import column_names, quote
+from .store import PAGE_SIZE, column_names, quote
 
 RESULTS_FOLDER = "results"
 SUFFIX = ".db"
@@ -130,6 +130,7 @@ def rebuild(
     counts = dict.fromkeys(definitions, 0)
     con = sqlite3.connect(tmp, isolation_level=None)
     try:
+        con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # the working database's, as a run creates it
         con.execute("BEGIN")
         for sql in definitions.values():
             con.execute(sql)
