@@ -24,7 +24,8 @@ timed on fewer rows and reported as a rate; so is the 50 ms serial API run.
 
 "Raw executemany" inserts exactly the rows the harness recorded, in one transaction, into the
 same table: the same CREATE TABLE and the harness's two indexes (the cache and resume look-ups
-need them; a table without indexes is printed too, for reference). Timings are not assertions:
+need them; a table without indexes is printed too, for reference), in a database with the same page
+size as the harness's. Timings are not assertions:
 the script prints the targets and whether they were met, and exits 1 when one is missed.
 """
 
@@ -203,9 +204,11 @@ def guide_pattern(h: Harness, n: int, db: Path, cache: Path) -> tuple[float, flo
 def raw_executemany(source: Path, table: str, version: str, indexes: bool) -> tuple[float, int]:
     """Rows/s of one `executemany` of exactly the rows the harness recorded, into a fresh table.
 
-    The table is created by the harness's own CREATE TABLE, plus its indexes when `indexes`.
+    The table is created by the harness's own CREATE TABLE, plus its indexes when `indexes`, in a
+    database with the harness's page size.
     """
     with sqlite3.connect(source) as con:
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]  # the harness's (store.PAGE_SIZE), not the default
         schema = con.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
         index_sql = [
             r[0]
@@ -220,6 +223,7 @@ def raw_executemany(source: Path, table: str, version: str, indexes: bool) -> tu
     target = source.with_name("raw.db")
     target.unlink(missing_ok=True)
     con = sqlite3.connect(target)
+    con.execute(f"PRAGMA page_size={page_size}")
     con.execute(schema)
     for statement in index_sql if indexes else ():
         con.execute(statement)
