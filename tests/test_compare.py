@@ -283,7 +283,7 @@ def test_workflow_pull_request_steps_run_in_a_rendered_project(rendered) -> None
     import yaml
     from conftest import make, run
 
-    project = rendered("compare-ci", {"project_name": "cmpci"})
+    project = rendered("compare-ci", {})  # the default answers: a shared render
     workflow = yaml.safe_load(WORKFLOW.read_text())
     steps = [s["run"] for s in workflow["jobs"]["compare"]["steps"] if "run" in s and "make install" not in s["run"]]
     experiment_step, compare_step = (s.replace("${{ github.sha }}", "test") for s in steps[-2:])

@@ -27,7 +27,7 @@ import pytest
 import toy
 from conftest import make, project_env, run
 
-PACKAGE = "runbench"
+PACKAGE = "my_benchmark"  # the default answers' package (a shared render)
 
 WRAPPER = '''
 
@@ -70,7 +70,7 @@ SYSTEM = ("cpu", "memory_percent", "p_memory_percent", "disk_percent")
 @pytest.fixture(scope="module")
 def project(rendered) -> Path:
     """One rendered project with the wrapped predict(), small write batches and the dask extra."""
-    root = rendered("runner", {"package_name": PACKAGE, "engine": "duckdb"})
+    root = rendered("runner", {})  # engine duckdb, the default
     predict = root / "src" / PACKAGE / "predict.py"
     if WRAPPER not in predict.read_text():
         predict.write_text(predict.read_text() + WRAPPER)

@@ -23,7 +23,7 @@ from conftest import copy_project as shared_copy
 from conftest import make, project_env, run, tool
 from toy import dump_database as dump
 
-STANDARD = ("versioning-standard", {"project_name": "vstd"})  # engine duckdb (the default), local DVC remote
+STANDARD = ("versioning-standard", {})  # the default answers (shared render): duckdb, local DVC remote
 MINIMAL = ("versioning-minimal", {"project_name": "vmin", "versioning": "minimal", "engine": "sqlite"})
 MAXIMUM = ("versioning-maximum", {"project_name": "vmax", "versioning": "maximum"})
 MESSAGE = re.compile(r"^model=\w+ \| acc=\d\.\d{4} \| data=[0-9a-f]{7} \| 3 configs$")
@@ -139,7 +139,7 @@ def test_a_renamed_param_is_caught_by_the_hook_and_the_experiment_then_renamed_i
     db = standard / "benchmark.db"
     if not tags(standard):
         make(standard, "experiment")
-    rename_seed(standard, "vstd")
+    rename_seed(standard, "my_benchmark")
     git(standard, "add", "-A")
     commit = run(standard, "git", "commit", "-m", "rename seed", check=False)
     assert commit.returncode != 0
