@@ -28,7 +28,7 @@ test: install ## the whole test suite (renders answer sets and runs what they ge
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## for development: in-process harness tests and static render checks (-m "not slow"), 442 tests, about 110 s on 2 idle cores
-	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+	PROPERTY_BUDGET=dev $(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 lint: install ## ruff on the template repository and the rendered harness
 	$(VENV)/bin/ruff check .

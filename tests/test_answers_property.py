@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from budget import examples
 from conftest import VENV_BIN, make, render
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -125,7 +126,7 @@ def check_statically(project: Path, answers: dict[str, Any]) -> None:
             assert type(getattr(configuration, name)) is expected, (name, getattr(configuration, name))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=list(HealthCheck))
 @given(answers=answer_sets())
 def test_an_answer_set_is_refused_with_a_message_or_renders_a_sound_project(tmp_path_factory, answers) -> None:
     outcome = refusal_or_project(tmp_path_factory.mktemp("drawn") / "p", answers)

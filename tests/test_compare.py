@@ -195,6 +195,7 @@ def test_power_figure_by_hand() -> None:
     assert stats.design_sd(0.8) == pytest.approx(math.sqrt(0.32))
 
 
+@pytest.mark.slow  # Chromium's screenshot: the full tier
 def test_report_has_the_comparison_section_and_renders_in_chromium(repo: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -317,6 +317,7 @@ def values(rows: list[tuple[Any, ...]]) -> list[tuple[str, int, int]]:
     return [(model, input_id, int(prediction)) for model, input_id, prediction, _ in rows]
 
 
+@pytest.mark.slow  # a real `dask scheduler` and `dask worker`: the full tier
 def test_edited_predict_reaches_long_lived_workers_and_the_cache(
     cluster: Cluster, shared: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,6 +348,7 @@ def test_edited_predict_reaches_long_lived_workers_and_the_cache(
     assert values(predictions(root, "e-serial")) == expected_predictions(10)
 
 
+@pytest.mark.slow  # a real `dask scheduler` and `dask worker`: the full tier
 def test_workers_running_another_predict_are_refused_and_nothing_is_recorded(
     cluster: Cluster, shared: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -366,6 +368,7 @@ def test_workers_running_another_predict_are_refused_and_nothing_is_recorded(
     assert values(predictions(root, "e-serial")) == expected_predictions(100)
 
 
+@pytest.mark.slow  # a real `dask scheduler` and `dask worker`: the full tier
 def test_tasks_go_only_to_the_workers_that_run_the_runs_code(
     cluster: Cluster, shared: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

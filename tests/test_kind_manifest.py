@@ -92,6 +92,7 @@ def toml(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow  # renders a release of the template (git clone of an older commit): the full tier
 def test_pyproject_is_unchanged_but_for_the_registry_dependency(kind: str, before: dict, after: dict) -> None:
     old, new = toml(before[kind] / "pyproject.toml"), toml(after[kind] / "pyproject.toml")
     manifest = yaml.safe_load((TEMPLATE / "kinds" / kind / "kind.yml").read_text())
@@ -124,6 +125,7 @@ def test_pyproject_is_unchanged_but_for_the_registry_dependency(kind: str, befor
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow  # renders a release of the template (git clone of an older commit): the full tier
 def test_benchmark_toml_is_unchanged_but_for_the_kind_scoring(kind: str, before: dict, after: dict) -> None:
     old, new = toml(before[kind] / "benchmark.toml"), toml(after[kind] / "benchmark.toml")
     manifest = yaml.safe_load((TEMPLATE / "kinds" / kind / "kind.yml").read_text())
@@ -138,6 +140,7 @@ def test_benchmark_toml_is_unchanged_but_for_the_kind_scoring(kind: str, before:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow  # renders a release of the template (git clone of an older commit): the full tier
 def test_params_and_kind_files_are_unchanged(kind: str, before: dict, after: dict) -> None:
     assert params_values(after[kind] / PACKAGE / "params.py") == params_values(before[kind] / PACKAGE / "params.py")
     assert jsonl(after[kind] / "data/sample.jsonl") == jsonl(before[kind] / "data/sample.jsonl")
@@ -212,6 +215,7 @@ def test_the_metrics_question_offers_exactly_the_registry(tmp_path: Path) -> Non
             render(tmp_path / refused, {"kind": "llm", "metrics": [refused]}, tasks=False, pretend=True)
 
 
+@pytest.mark.slow  # renders a release of the template (git clone of an older commit): the full tier
 def test_copier_update_from_before_manifests_recomputes_the_manifest(before: dict, tmp_path: Path) -> None:
     """A project rendered before manifests updates to this template; the computed answer is never stored."""
     from copier import run_update

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from budget import examples
 from conftest import TEMPLATE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -107,7 +108,7 @@ def raw_as_prediction(row: dict[str, Any]) -> Any:
     return row.get("raw_response")
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=prediction_rows(),
     parse=st.sampled_from([stored_prediction, raw_as_prediction]),

@@ -13,6 +13,7 @@ import toy
 NOTEBOOK = Path(__file__).resolve().parents[1] / "template" / "notebooks" / "analysis.py"
 
 
+@pytest.mark.slow  # marimo runs the notebook in its own process: the full tier
 def test_the_notebook_runs_every_cell_headless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = toy.write_project(tmp_path / "toy", files={"predict": toy.OLD_STYLE_PREDICT})
     toy.record_experiments(root, monkeypatch, versions=("e0.0.1", "e0.0.2", "e0.0.10"))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from budget import examples
 from conftest import TEMPLATE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -249,7 +250,7 @@ def related(value: Any) -> st.SearchStrategy:
 PAIRS = VALUES.flatmap(lambda first: related(first).map(lambda second: (first, second)))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(PAIRS, min_size=1, max_size=150), affinity=st.sampled_from(AFFINITIES))
 def test_python_and_sql_forms_agree_on_random_rows(pairs: list, affinity: str, tmp_path: Path) -> None:
     agree(tmp_path, pairs, RULES, affinity)
