@@ -299,3 +299,48 @@ def test_a_serial_timeout_falls_back_to_a_thread_when_sigalrm_is_taken(
         signal.signal(signal.SIGALRM, previous)
     assert summary.computed == 12 and sorted(failed) == [(3, "TIMEOUT"), (3, "TIMEOUT")]
     assert set(threads) == {"predict"}
+
+
+def cached_rows(config: str, input_id: Any, **changes: Any) -> dict[str, Any]:
+    row = {"track_id": "t1", "config_id": config, "code_version": "v1", "input_id": input_id}
+    return {
+        **row,
+        "input_digest": f"d{input_id}",
+        "cache": "",
+        "error": None,
+        "experiment_version": "e0.0.1",
+        **changes,
+    }
+
+
+def test_the_id_range_read_finds_exactly_the_hits_of_one_probe_per_task(toy: Path, tmp_path: Path) -> None:
+    """store.RunRecorder: integer ids read as one range of the cache's index give the probes' hits, the
+    oldest row of a repeat included; other ids, another column type and a sparse range probe instead."""
+    from bench_harness._storage.store import RunRecorder, Store
+
+    rows = [cached_rows(config, i) for config in ("ca", "cb") for i in range(0, 300, 3)]
+    rows += [
+        cached_rows("ca", 30, track_id="t2"),
+        cached_rows("ca", 61, error="boom"),
+        cached_rows("ca", 91, cache="t0"),
+    ]
+    rows += [cached_rows("ca", 121, code_version="v0"), cached_rows("cb", 151, input_digest="edited")]
+    with Store(tmp_path / "cache.db") as store:
+        store.insert("predictions", rows)
+        recorder = RunRecorder(store, "predictions", [{"config_id": "ca"}, {"config_id": "cb"}])
+        wanted = [(config, i, f"d{i}") for config in ("cb", "ca") for i in range(200)] + [("ca", 33, "other")]
+        by_range, by_probes = recorder._hits_in_id_range(wanted, "v1"), recorder._hits_by_probes(wanted, "v1")
+        assert by_range == by_probes
+        found = {wanted[position][:2]: rowid for position, rowid in by_range}
+        assert found[("ca", 30)] == 11, "the oldest of two cached rows (rowid 11, not the later t2 row)"
+        assert not {("ca", 61), ("ca", 91), ("ca", 121), ("cb", 151)} & found.keys()
+        assert by_range[-1][0] < len(wanted) - 1, "an edited input (another digest) is not a hit"
+        assert len(found) == 2 * 67  # ids 0..198 step 3, for each configuration
+        assert recorder._hits_in_id_range([("ca", 0, "d0"), ("ca", 10**9, "d")], "v1") is None, "a sparse range"
+        assert recorder._hits_in_id_range([("ca", "3", "d3")], "v1") is None, "an id that is not an int"
+        assert recorder._hits_in_id_range([("ca", True, "d1")], "v1") is None, "a bool is not an id SQLite stores"
+    with Store(tmp_path / "text-ids.db") as store:
+        store.insert("predictions", [cached_rows("ca", "q1"), cached_rows("ca", 7)])  # the column is TEXT
+        recorder = RunRecorder(store, "predictions", [{"config_id": "ca"}])
+        assert recorder._hits_in_id_range([("ca", 7, "d7")], "v1") is None
+        assert len(recorder._hits_by_probes([("ca", 7, "d7")], "v1")) == 1

@@ -713,21 +713,9 @@ class RunRecorder:
         if not wanted or not self.has_cached_rows():
             return []
         conn = self.store.conn
-        # One probe of the cache's index per task (config_id, code_version, input_id, input_digest), the
-        # tasks read once from one JSON array [[config_id, input_id, input_digest], ...]. A join, not a
-        # correlated MIN() subquery (half the time); a task with several cached rows takes its oldest.
-        found = conn.execute(
-            "WITH w AS MATERIALIZED (SELECT key, value ->> 0 AS cid, value ->> 1 AS iid, value ->> 2 AS digest "
-            f"FROM json_each(?)) SELECT w.key, t.rowid FROM w JOIN {table} t ON t.config_id = w.cid "
-            "AND t.code_version = ? AND t.input_id = w.iid AND t.input_digest = w.digest "
-            f"AND t.cache = '' AND t.error IS NULL{self._trusted_rows()}",
-            (json.dumps(wanted, default=str), code),
-        )
-        oldest: dict[int, int] = {}
-        for position, rowid in found:
-            if oldest.setdefault(position, rowid) > rowid:
-                oldest[position] = rowid
-        matches = sorted(oldest.items())
+        matches = self._hits_in_id_range(wanted, code)
+        if matches is None:
+            matches = self._hits_by_probes(wanted, code)
         if not matches:
             return []
         self._add_columns({}, {})  # a shared column new to the table (e.g. a new metadata key)
@@ -761,6 +749,63 @@ class RunRecorder:
                 (timestamp(), payload),
             )
         return [position for position, _ in matches]
+
+    def _hits_by_probes(self, wanted: Sequence[tuple[str, Any, str]], code: str) -> list[tuple[int, int]]:
+        """(task position, rowid of its oldest cached row) for the tasks with one, sorted by position.
+
+        One probe of the cache's index per task (config_id, code_version, input_id, input_digest), the
+        tasks read once from one JSON array [[config_id, input_id, input_digest], ...]. A join, not a
+        correlated MIN() subquery (half the time); a task with several cached rows takes its oldest.
+        """
+        found = self.store.conn.execute(
+            "WITH w AS MATERIALIZED (SELECT key, value ->> 0 AS cid, value ->> 1 AS iid, value ->> 2 AS digest "
+            f"FROM json_each(?)) SELECT w.key, t.rowid FROM w JOIN {quote(self.table)} t ON t.config_id = w.cid "
+            "AND t.code_version = ? AND t.input_id = w.iid AND t.input_digest = w.digest "
+            f"AND t.cache = '' AND t.error IS NULL{self._trusted_rows()}",
+            (json.dumps(wanted, default=str), code),
+        ).fetchall()
+        positions = [position for position, _ in found]
+        if all(a < b for a, b in zip(positions, positions[1:], strict=False)):  # in order, one row per task
+            return found
+        oldest: dict[int, int] = {}
+        for position, rowid in found:
+            if oldest.setdefault(position, rowid) > rowid:
+                oldest[position] = rowid
+        return sorted(oldest.items())
+
+    def _hits_in_id_range(self, wanted: Sequence[tuple[str, Any, str]], code: str) -> list[tuple[int, int]] | None:
+        """The same hits as `_hits_by_probes`, from one read of the cache index's range of the chunk's ids.
+
+        Integer ids in an INTEGER column (the usual dataset, in input order) are a contiguous range of the
+        cache's index for each configuration: reading that range once costs half of one probe per task.
+        None (probe instead) when that would not be exact or not cheaper: ids that are not all integers
+        (SQLite's affinity could compare them otherwise than Python), another column type, or a range
+        holding more than twice the chunk's tasks (ids spread over a large range).
+        """
+        if self.store.columns(self.table).get("input_id", "").upper() != "INTEGER":
+            return None
+        ids = [task[1] for task in wanted]
+        if not all(type(value) is int for value in ids):  # not bool, not float: exactly SQLite's integers
+            return None
+        configs = sorted({task[0] for task in wanted})
+        where = (
+            f"FROM {quote(self.table)} t WHERE t.config_id IN ({', '.join('?' for _ in configs)}) "
+            f"AND t.code_version = ? AND t.input_id BETWEEN ? AND ? AND t.cache = '' AND t.error IS NULL"
+            f"{self._trusted_rows()}"
+        )
+        bounds = (*configs, code, min(ids), max(ids))
+        conn = self.store.conn
+        if conn.execute(f"SELECT count(*) {where}", bounds).fetchone()[0] > 2 * len(wanted):
+            return None
+        oldest: dict[tuple[str, int, str], int] = {}
+        for config, input_id, digest, rowid in conn.execute(
+            f"SELECT t.config_id, t.input_id, t.input_digest, t.rowid {where}", bounds
+        ):
+            key = (config, input_id, digest)
+            if oldest.setdefault(key, rowid) > rowid:
+                oldest[key] = rowid
+        get = oldest.get
+        return [(position, rowid) for position, task in enumerate(wanted) if (rowid := get(task)) is not None]
 
     def _segments_with_values(self, names: Sequence[str], segments: Sequence[tuple] | None) -> dict[str, int]:
         """{segmentation: its index in a task's values} for those some task of the chunk has a value of.
