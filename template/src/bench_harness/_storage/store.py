@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from contextlib import closing
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -784,10 +785,10 @@ class RunRecorder:
         """
         if self.store.columns(self.table).get("input_id", "").upper() != "INTEGER":
             return None
-        ids = [task[1] for task in wanted]
-        if not all(type(value) is int for value in ids):  # not bool, not float: exactly SQLite's integers
+        ids = list(map(itemgetter(1), wanted))
+        if set(map(type, ids)) != {int}:  # not bool, not float: exactly SQLite's integers
             return None
-        configs = sorted({task[0] for task in wanted})
+        configs = sorted(set(map(itemgetter(0), wanted)))
         where = (
             f"FROM {quote(self.table)} t WHERE t.config_id IN ({', '.join('?' for _ in configs)}) "
             f"AND t.code_version = ? AND t.input_id BETWEEN ? AND ? AND t.cache = '' AND t.error IS NULL"
