@@ -15,9 +15,11 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 TRACKED_PACKAGES = (
     "xetrack",
@@ -172,21 +174,32 @@ def next_experiment_version(root: Path) -> str:
     return f"e{major}.{minor}.{patch + 1}"
 
 
-def environment_metadata(root: Path, data_path: Path, experiment_version: str, phase: str) -> dict:
-    """The columns every row of both tables carries.
+def git_state_later(root: Path, data_path: Path) -> Callable[[], dict[str, Any]]:
+    """Start the four git queries of the metadata now; the returned function waits for their columns.
 
-    Its four git queries run at once (each is a process start): every run asks them, a cached re-run too.
+    Each query is a process start: a run starts them first, so they run on another core while it
+    reads and checks the items (a cached re-run of 20,000 items is about 0.15 s, 6 ms of it git).
     """
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        commit, branch = pool.submit(code_commit, root), pool.submit(git_branch, root)
-        dirty, data = pool.submit(is_dirty, root), pool.submit(data_commit, root, data_path)
-    return {
-        "experiment_version": experiment_version,
-        "phase": phase,
+    pool = ThreadPoolExecutor(max_workers=4)
+    commit, branch = pool.submit(code_commit, root), pool.submit(git_branch, root)
+    dirty, data = pool.submit(is_dirty, root), pool.submit(data_commit, root, data_path)
+    pool.shutdown(wait=False)
+    return lambda: {
         "code_commit": commit.result(),
         "git_branch": branch.result(),
         "git_dirty": int(dirty.result()),
         "data_commit": data.result(),
+    }
+
+
+def environment_metadata(
+    root: Path, data_path: Path, experiment_version: str, phase: str, git_state: dict[str, Any] | None = None
+) -> dict:
+    """The columns every row of both tables carries (`git_state`: what git_state_later() gave)."""
+    return {
+        "experiment_version": experiment_version,
+        "phase": phase,
+        **(git_state if git_state is not None else git_state_later(root, data_path)()),
         "python_version": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
         "hostname": platform.node(),

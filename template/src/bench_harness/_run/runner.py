@@ -211,6 +211,7 @@ def run(
 ) -> RunSummary:
     """Run the benchmark described by `cfg` and record every prediction, streaming the items in chunks."""
     options = options or RunOptions()
+    git_state = env.git_state_later(cfg.root, cfg.data_path)  # git's processes run while the items are read
     params_mod, predict_mod, data_mod = user_modules()
     envelope = Envelope(predict_fn or predict_mod.predict, cfg.ground_truth, cfg.segmentations)
     started = time.perf_counter()
@@ -228,7 +229,7 @@ def run(
     grid = unique_configs(params_mod.grid())
     code = keys.code_version(predict_mod)
     version = options.experiment_version or ("dev" if phase == "dev" else env.next_experiment_version(cfg.root))
-    meta = env.environment_metadata(cfg.root, cfg.data_path, version, phase)
+    meta = env.environment_metadata(cfg.root, cfg.data_path, version, phase, git_state())
     summary = RunSummary(experiment_version=version, phase=phase, configs=grid, metadata=meta)
     config_ids = [keys.config_id(c) for c in grid]
     summary.track_ids = {cid: new_track_id() for cid in config_ids}

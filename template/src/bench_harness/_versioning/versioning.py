@@ -1096,17 +1096,17 @@ def restore_in(cfg: BenchConfig, folder: Path, tag: str) -> str:
     A tag of the per-version layout gets its working database rebuilt from its results/*.db files
     (exactly the versions up to it); an older tag (benchmark.db.dvc) gets its whole database back.
     """
-    run_tool(folder, dvc_executable(), "cache", "dir", "--local", str((cfg.root / ".dvc" / "cache").resolve()))
+    dvc(folder, "cache", "dir", "--local", str((cfg.root / ".dvc" / "cache").resolve()))
     for name, url in local_remotes(cfg).items():
-        run_tool(folder, dvc_executable(), "remote", "modify", "--local", name, "url", url)
+        dvc(folder, "remote", "modify", "--local", name, "url", url)
     db = relative(cfg, cfg.db_path)
     versions = tracked_results(results_folder(cfg, folder))
     results = [str(path.relative_to(folder)) + ".dvc" for path in versions]
     targets = [p for p in ("data.dvc", f"{db}.dvc") if (folder / p).exists()] + results
-    if run_tool(folder, dvc_executable(), "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
+    if dvc(folder, "checkout", "--quiet", "--force", *targets, check=False).returncode == 0:
         how = "restored {} from the DVC cache into {}/{}/"
     else:
-        run_tool(folder, dvc_executable(), "pull", "--force", *targets)
+        dvc(folder, "pull", "--force", *targets)
         how = "pulled {} from the DVC remote into {}/{}/"
     named = [p for p in targets if p not in results] + ([f"{len(results)} results/*.db.dvc"] if results else [])
     line = how.format(", ".join(named), REPRODUCTIONS, tag)
