@@ -225,7 +225,24 @@ def set_up(project: Path, donors: list[Path]) -> None:
     done = subprocess.run(hook, cwd=project.absolute(), env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"hooks/post_copy.py exited {done.returncode} in {project}:\n{done.stdout}{done.stderr}")
-    warm_bytecode(project, [])
+    if any(same_environment(project, donor) for donor in donors):
+        compile_sources(project)  # the donor's warm-up compiled what these packages import
+    else:
+        warm_bytecode(project, [])
+
+
+def same_environment(project: Path, donor: Path) -> bool:
+    """Whether the donor's environment is this one's (the same uv.lock): the same packages, imported alike."""
+    lock, other = project / "uv.lock", donor / "uv.lock"
+    return lock.is_file() and other.is_file() and lock.read_bytes() == other.read_bytes()
+
+
+def compile_sources(project: Path) -> None:
+    """The project's own modules (harness, user package, generated tests) compiled in its tree."""
+    python = project / ".venv" / "bin" / "python"
+    folders = [str(project / name) for name in ("src", "tests") if (project / name).is_dir()]
+    command = [str(python), "-m", "compileall", "-q", *folders]
+    subprocess.run(command, env=project_env(), capture_output=True, check=False)
 
 
 def warm_bytecode(project: Path, donors: list[Path]) -> None:
