@@ -319,6 +319,11 @@ class RenderCache:
         text = json.dumps({"answers": answers, "tasks": tasks}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def donors(self) -> list[Path]:
+        """The finished renders that have an environment: their bytecode can be linked into a new one."""
+        projects = [done.parent / "project" for done in self.root.glob("*/.rendered")]
+        return [project for project in projects if (project / ".venv").is_dir()]
+
     def build(self, name: str, make: Callable[[Path], Path]) -> Path:
         """What `make(folder)` returns, made once per session (the first worker makes it, the others
         wait): for renders that `get` cannot key by their answers (another template, another release).
@@ -331,8 +336,7 @@ class RenderCache:
                 folder.mkdir()
                 made = make(folder)
                 if (made / ".venv").is_dir():
-                    donors = [done.parent / "project" for done in self.root.glob("*/.rendered")]
-                    warm_bytecode(made, [d for d in donors if (d / ".venv").is_dir()])
+                    warm_bytecode(made, self.donors())
                 done.write_text(str(made.relative_to(folder)))
         return folder / done.read_text()
 
@@ -347,8 +351,7 @@ class RenderCache:
                 folder.mkdir()
                 render(folder / "project", answers, tasks=False)
                 if tasks:
-                    donors = [done.parent / "project" for done in self.root.glob("*/.rendered")]
-                    set_up(folder / "project", [d for d in donors if (d / ".venv").is_dir()])
+                    set_up(folder / "project", self.donors())
                 done.write_text(json.dumps(answers, sort_keys=True, default=str))
         return folder / "project"
 

@@ -192,14 +192,12 @@ def git_state_later(root: Path, data_path: Path) -> Callable[[], dict[str, Any]]
     }
 
 
-def environment_metadata(
-    root: Path, data_path: Path, experiment_version: str, phase: str, git_state: dict[str, Any] | None = None
-) -> dict:
+def environment_metadata(experiment_version: str, phase: str, git_state: dict[str, Any]) -> dict:
     """The columns every row of both tables carries (`git_state`: what git_state_later() gave)."""
     return {
         "experiment_version": experiment_version,
         "phase": phase,
-        **(git_state if git_state is not None else git_state_later(root, data_path)()),
+        **git_state,
         "python_version": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
         "hostname": platform.node(),

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .._storage.store import column_names, harness_rows_sql, quote
+from .._storage.store import column_names, equals_clause, harness_rows_sql, quote
 from . import registry
 from .cells import as_list, number, parse_prediction_fn, stored_prediction
 
@@ -103,7 +103,7 @@ class Source:
 
     def _latest(self, where: dict[str, Any], duplicated: bool) -> str:
         """WHERE clause of the latest harness row per input matching `where` (names resolve to the nearest table)."""
-        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        clause = equals_clause(where)
         own = f"{clause} AND {harness_rows_sql(self.columns)}"
         if not duplicated:
             return own

@@ -229,7 +229,7 @@ def run(
     grid = unique_configs(params_mod.grid())
     code = keys.code_version(predict_mod)
     version = options.experiment_version or ("dev" if phase == "dev" else env.next_experiment_version(cfg.root))
-    meta = env.environment_metadata(cfg.root, cfg.data_path, version, phase, git_state())
+    meta = env.environment_metadata(version, phase, git_state())
     summary = RunSummary(experiment_version=version, phase=phase, configs=grid, metadata=meta)
     config_ids = [keys.config_id(c) for c in grid]
     summary.track_ids = {cid: new_track_id() for cid in config_ids}

@@ -86,6 +86,11 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def equals_clause(where: dict[str, Any]) -> str:
+    """`where`'s columns as an SQL condition, each `= ?` (bind `where.values()`); all rows when empty."""
+    return " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+
+
 def column_types(con: sqlite3.Connection, table: str) -> dict[str, str]:
     """Column name -> declared type, in storage order (empty when the table does not exist).
 
@@ -374,7 +379,7 @@ class Store:
         """Whether any row matches `where` (one index probe): a new experiment version has none."""
         if not self.has_table(table) or not set(where) <= set(self.columns(table)):
             return False
-        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        clause = equals_clause(where)
         found = self.conn.execute(f"SELECT 1 FROM {quote(table)} WHERE {clause} LIMIT 1", tuple(where.values()))
         return found.fetchone() is not None
 
@@ -397,7 +402,7 @@ class Store:
         if not self.has_table(table) or not needed <= known:
             return []
         version = quote(KEY_VERSION_COLUMN) if KEY_VERSION_COLUMN in known else "NULL"
-        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        clause = equals_clause(where)
         parameters: list[Any] = list(where.values())
         if config_ids is not None and input_ids is not None:
             clause += " AND config_id IN (SELECT value FROM json_each(?))"
@@ -417,7 +422,7 @@ class Store:
         """Error rows matching `where` (retry-errors' progress total)."""
         if not self.has_table(table) or not {"error", *where} <= set(self.columns(table)):
             return 0
-        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        clause = equals_clause(where)
         sql = f"SELECT COUNT(*) FROM {quote(table)} WHERE {clause} AND error IS NOT NULL"
         return int(self.conn.execute(sql, tuple(where.values())).fetchone()[0])
 
@@ -447,7 +452,7 @@ class Store:
         """config_id -> the track_id its rows matching `where` were recorded under (resume keeps it)."""
         if not self.has_table(table) or not {"config_id", *where} <= set(self.columns(table)):
             return {}
-        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        clause = equals_clause(where)
         rows = self.conn.execute(
             f"SELECT config_id, MIN(track_id) FROM {quote(table)} WHERE {clause} GROUP BY config_id",
             tuple(where.values()),
@@ -467,7 +472,7 @@ class Store:
         """The latest row per (config_id, input_id) matching `where`: one row per prediction."""
         if not self.has_table(table):
             return []
-        clause = " AND ".join(f"{quote(k)} = ?" for k in where) or "1=1"
+        clause = equals_clause(where)
         return self.query_dicts(
             f"SELECT * FROM {quote(table)} WHERE rowid IN (SELECT MAX(rowid) FROM {quote(table)} "
             f"WHERE {clause} GROUP BY config_id, input_id) ORDER BY rowid",
@@ -700,9 +705,9 @@ class RunRecorder:
         table's. `wanted` holds each task's (config_id, input_id, input_digest): its identity
         (keys.py) and the item's id. A row is a hit when it has `code` (the run's code version) and
         that identity, whatever the format of its cache_key (an older release's rows are hits too).
-        The tasks go to SQLite as one JSON array, each finds the oldest such row through the cache's
-        index (one probe each, the id leading to the digest), and one INSERT ... SELECT copies the
-        hits with this run's shared columns, `cache` = the track_id that computed it, no
+        Each task's oldest such row is found through the cache's index (`_hits_in_id_range`: one read
+        of the chunk's id range, for integer ids; else `_hits_by_probes`: one probe per task), and one
+        INSERT ... SELECT copies the hits with this run's shared columns, `cache` = the track_id that computed it, no
         function_time and (with `key_prefixes`: config_id -> keys.key_prefix) the cache_key of
         today's format, in the tasks' order.
 
