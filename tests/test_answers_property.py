@@ -161,7 +161,7 @@ VALID_SETS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("answers", VALID_SETS, ids=["custom-grid"])
-def test_a_valid_custom_answer_set_passes_its_own_make_test(tmp_path: Path, answers: dict[str, Any]) -> None:
-    project = render(tmp_path / "p", answers, tasks=True)
+def test_a_valid_custom_answer_set_passes_its_own_make_test(rendered, answers: dict[str, Any]) -> None:
+    project = rendered("custom-grid", answers)  # copier's tasks included, as test_render_matrix's renders
     done = make(project, "test")
     assert " passed" in done.stdout and " failed" not in done.stdout

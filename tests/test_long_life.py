@@ -28,12 +28,13 @@ from pathlib import Path
 import pytest
 import test_migrate_52a9c04 as migration_test
 from conftest import copy_project, run, tool
-from test_update import commit, git
+from test_update import git
 from toy import dump_database as dump
 
-# The render of the previous release and its first experiment, shared with test_migrate_52a9c04.py.
+# The render of the previous release, its first experiment, its update and the next experiment: shared
+# with test_migrate_52a9c04.py.
 PACKAGE = migration_test.PACKAGE
-releases, old_release = migration_test.releases, migration_test.old_release
+releases, old_release, migrated = migration_test.releases, migration_test.old_release, migration_test.migrated
 
 
 @dataclass
@@ -83,44 +84,47 @@ def computed(output: str, version: str) -> tuple[int, int, int]:
 
 
 @pytest.mark.slow
-def test_a_benchmark_lives_from_the_previous_release_to_today(old_release: tuple[Path, str], tmp_path: Path) -> None:
+def test_a_benchmark_lives_from_the_previous_release_to_today(
+    old_release: tuple[Path, str], migrated: tuple[Path, str, str], tmp_path: Path
+) -> None:
     log = Transcript()
     try:
-        _scenario(old_release, tmp_path, log)
+        _scenario(old_release, migrated, tmp_path, log)
     finally:
         print(log.text())
         if os.environ.get("BENCH_SCENARIO_LOG"):
             Path(os.environ["BENCH_SCENARIO_LOG"]).write_text(log.text())
 
 
-def _scenario(old_release: tuple[Path, str], tmp_path: Path, log: Transcript) -> None:
+def _scenario(old_release: tuple[Path, str], migrated: tuple[Path, str, str], tmp_path: Path, log: Transcript) -> None:
     started = time.monotonic()
     shared, first = old_release  # rendered at 52a9c04 (v0.2.0) with its tasks, then `make experiment`
-    project = copy_project(shared, tmp_path)
+    updated, update, second = migrated  # then `make update`, its commit (hooks) and `make experiment`
+    project = copy_project(updated, tmp_path)
     db = project / "benchmark.db"
     log.note(
-        "render at 52a9c04 (v0.2.0), first experiment",
-        f"shared by the session; copied in {time.monotonic() - started:.1f} s",
+        "render at 52a9c04 (v0.2.0), first experiment, update, second experiment",
+        f"shared by the session (with test_migrate_52a9c04.py); copied in {time.monotonic() - started:.1f} s",
     )
-    assert (project / "src" / PACKAGE / "harness").is_dir() and not (project / "src" / "bench_harness").exists()
+    assert (shared / "src" / PACKAGE / "harness").is_dir() and not (shared / "src" / "bench_harness").exists()
 
     # 1. The first experiment, with the old release's harness: every row computed.
     log.note("experiment with the 52a9c04 harness (the shared render's)", first)
     assert "tagged e0.0.1" in first
     tasks, fresh, _ = computed(first, "e0.0.1")
     assert tasks > 0 and fresh == tasks
-    assert tags(project) == ["e0.0.1"] and git(project, "status", "--porcelain") == ""
+    assert tags(shared) == ["e0.0.1"] and git(shared, "status", "--porcelain") == ""
     snapshot = tmp_path / "e0.0.1.db"
-    shutil.copy(db, snapshot)
+    shutil.copy(shared / "benchmark.db", snapshot)
 
     # 2. `make update` to today's template; the user commits it (through the project's hooks).
-    update = log.make(project, "make update to the working tree (v0.3.0)", "update", "ARGS=--vcs-ref v0.3.0")
-    assert "_commit: v0.3.0" in (project / ".copier-answers.yml").read_text(), update.stdout
+    log.note("make update ARGS=--vcs-ref v0.3.0 (the working tree), then git commit through the hooks", update)
+    assert "_commit: v0.3.0" in (project / ".copier-answers.yml").read_text(), update
     assert not (project / "benchmark.db.dvc").exists(), "issue 16: the whole-database .dvc is retired by the update"
-    commit(project, "copier-benchmark 0.3.0", hooks=True)
+    assert "copier-benchmark 0.3.0" in git(project, "log", "--format=%s").splitlines()
 
     # 3. The harness changed, the user's code did not: a new experiment is recorded, nothing recomputed.
-    second = log.make(project, "experiment after the update", "experiment", "MESSAGE=after the update").stdout
+    log.note("make experiment MESSAGE='after the update'", second)
     assert computed(second, "e0.0.2") == (tasks, 0, tasks), "every row a cache hit across the key formats"
     assert "code: CHANGED since e0.0.1" in second, "the update is named as a code change"
     assert "nothing changed" not in second and "tagged e0.0.2" in second

@@ -59,6 +59,27 @@ def old_release(render_cache: RenderCache, releases: Path) -> tuple[Path, str]:
 FIRST_EXPERIMENT = "first-experiment.out"
 
 
+@pytest.fixture(scope="session")
+def migrated(render_cache: RenderCache, old_release: tuple[Path, str]) -> tuple[Path, str, str]:
+    """(project, update output, next experiment's output): old_release's project after `make update` to
+    v0.3.0 (the working tree), committed through its hooks, then `make experiment`. Made once per
+    session, shared by this module and test_long_life.py: READ it; a test copies it."""
+    shared, _ = old_release
+
+    def update_and_run(folder: Path) -> Path:
+        project = copy_project(shared, folder)
+        (folder / UPDATE_OUTPUT).write_text(make(project, "update", "ARGS=--vcs-ref v0.3.0").stdout)
+        commit(project, "copier-benchmark 0.3.0", hooks=True)
+        (folder / NEXT_EXPERIMENT).write_text(make(project, "experiment", "MESSAGE=after the update").stdout)
+        return project
+
+    project = render_cache.build("v0.3.0-after-update", update_and_run)
+    return project, (project.parent / UPDATE_OUTPUT).read_text(), (project.parent / NEXT_EXPERIMENT).read_text()
+
+
+UPDATE_OUTPUT, NEXT_EXPERIMENT = "update.out", "next-experiment.out"
+
+
 def clone_with_releases(parent: Path) -> Path:
     """A clone of this repository in `parent`: tag v0.2.0 = commit 52a9c04, tag v0.3.0 = the working tree."""
     repo = parent / "copier-benchmark"
@@ -74,19 +95,16 @@ def clone_with_releases(parent: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(
-    releases: Path, old_release: tuple[Path, str], tmp_path: Path
+    releases: Path, old_release: tuple[Path, str], migrated: tuple[Path, str, str], tmp_path: Path
 ) -> None:
-    shared, first = old_release
-    project = copy_project(shared, tmp_path)
+    old, first = old_release  # rendered at 52a9c04, after its first experiment
+    project, out, second = migrated  # the same project after `make update`, its commit and an experiment
     old_harness = project / "src" / PACKAGE / "harness"
-    assert (old_harness / "errors.py").is_file() and not (project / "src" / "bench_harness").exists()
-    predict_source = (project / "src" / PACKAGE / "predict.py").read_text()
+    assert (old / "src" / PACKAGE / "harness" / "errors.py").is_file() and not (old / "src" / "bench_harness").exists()
+    predict_source = (old / "src" / PACKAGE / "predict.py").read_text()
     assert "from .harness.errors import" in predict_source and '"input_id":' in predict_source  # old style
     assert "tagged e0.0.1" in first, first  # the old release's first experiment (made by the fixture)
-    assert git(project, "status", "--porcelain") == ""  # the experiment committed: `make update` needs that
-    before = {name: (project / name).read_bytes() for name in USER_FILES}
-
-    out = make(project, "update", "ARGS=--vcs-ref v0.3.0").stdout
+    assert git(old, "status", "--porcelain") == ""  # the experiment committed: `make update` needs that
     assert "re-exports what your files import" in out, out
 
     # The new layout: the harness is bench_harness; the old folder holds only the re-export modules.
@@ -99,18 +117,18 @@ def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(
         assert "Compatibility re-exports written by copier-benchmark's 0.3.0 migration" in text
         assert re.findall(r"^from \S+ import", text, re.MULTILINE) == ["from __future__ import", "from typing import"]
     # The user's files are exactly as they were.
-    assert {name: (project / name).read_bytes() for name in USER_FILES} == before
+    assert {name: (project / name).read_bytes() for name in USER_FILES} == {
+        name: (old / name).read_bytes() for name in USER_FILES
+    }
     assert "_commit: v0.3.0" in (project / ".copier-answers.yml").read_text()
-    commit(project, "copier-benchmark 0.3.0", hooks=True)
+    assert "copier-benchmark 0.3.0" in git(project, "log", "--format=%s").splitlines(), "committed, hooks passed"
 
     # Issue 16: the whole-database benchmark.db.dvc is retired; benchmark.db stays, the working database.
     assert "results are now versioned per experiment" in out, out
     assert not (project / "benchmark.db.dvc").exists() and (project / "benchmark.db").exists()
     assert git(project, "ls-files", "benchmark.db.dvc") == ""
 
-    make(project, "test")
-    out = make(project, "experiment", "MESSAGE=after the update").stdout
-    assert re.search(r"e0\.0\.2: (\d+) tasks, 0 computed, \1 cache hits", out), out
+    assert re.search(r"e0\.0\.2: (\d+) tasks, 0 computed, \1 cache hits", second), second
     # The new layout: each version's own rows in results/<version>.db (the pre-update e0.0.1 exported once).
     assert git(project, "ls-files", "results").split() == ["results/e0.0.1.db.dvc", "results/e0.0.2.db.dvc"]
     for version in ("e0.0.1", "e0.0.2"):
@@ -119,7 +137,9 @@ def test_a_benchmark_from_52a9c04_updates_and_keeps_its_cache(
         con.close()
         assert held == {version}
 
-    # Idempotent: running the migration again changes nothing.
+    # In a copy: the generated tests pass, and running the migration again changes nothing.
+    project = copy_project(project, tmp_path)
+    make(project, "test")
     script = releases / "migrations" / "migrate.py"
     subprocess.run(["python3", str(script), "harness-compat"], cwd=project, check=True, capture_output=True)
     subprocess.run(["python3", str(script), "results-layout"], cwd=project, check=True, capture_output=True)

@@ -14,12 +14,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, make, project_env, run, tool
+from conftest import TEMPLATE, RenderCache, make, project_env, run, same_environment, share_bytecode, tool
 from xetrack import Reader
 
 ANSWER_SETS = {
     "duckdb-serial-standard": {},
-    "sqlite-processes-minimal-csv": {
+    "sqlite-processes-minimal-csv": {  # also test_versioning's minimal project (the same answers, one render)
         "multiprocessing": True,
         "versioning": "minimal",
         "data_format": "csv",
@@ -105,12 +105,15 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
     xt = run(project, tool(project, "xt"), "head", db.name, "--table", preds, "--engine", engine, "--n", "3")
     assert "input_id" in xt.stdout
 
-    # The same experiment again records nothing (no tag); forced, it is one of cache hits only.
+    # The same experiment again records nothing (no tag, no commit, no rows); forced, it is one of cache hits only.
+    head = run(project, "git", "rev-parse", "HEAD").stdout
     again = make(project, "experiment")
     assert "nothing changed since e0.0.1" in again.stdout, again.stdout
     assert run(project, "git", "-C", str(project), "tag", "-l", "e*").stdout.split() == ["e0.0.1"]
+    assert run(project, "git", "rev-parse", "HEAD").stdout == head
+    assert count(db, f'SELECT COUNT(DISTINCT experiment_version) FROM "{metrics}"') == 1, "no unrecorded version"
     second = make(project, "experiment", "ARGS=--force-tag")
-    assert " 0 computed" in second.stdout, second.stdout
+    assert " 0 computed" in second.stdout and "nothing changed" not in second.stdout, second.stdout
     assert count(db, f"SELECT COUNT(*) FROM \"{preds}\" WHERE cache = ''") == len(computed)
     # each experiment is tagged; at maximum versioning it ran on its own branch, and main is checked out again
     git = ("git", "-C", str(project))
@@ -121,12 +124,13 @@ def test_experiment_records_one_row_per_input_and_configuration(project: Path) -
 
 
 @pytest.mark.slow
-def test_the_demo_command_works_from_the_cli(tmp_path: Path, rendered_static) -> None:
+def test_the_demo_command_works_from_the_cli(tmp_path: Path, rendered_static, render_cache: RenderCache) -> None:
     """Acceptance: `copier copy --trust --defaults <template> X && make -C X experiment`.
 
     The CLI (tasks included) writes the same files as the API render of the default answers, whose
     `make experiment` test_experiment_records_one_row_per_input_and_configuration runs above; so
-    here the experiment is not run a second time, only the project's own `make test`.
+    here the experiment is not run a second time, only the project's own `make test` (with the
+    bytecode of a finished render of the same uv.lock, when there is one: what it runs is the same).
     """
     target = tmp_path / "X"
     done = subprocess.run(
@@ -142,6 +146,9 @@ def test_the_demo_command_works_from_the_cli(tmp_path: Path, rendered_static) ->
     files = [p.relative_to(reference) for p in reference.rglob("*") if p.is_file() and p.name not in changed_by_tasks]
     assert files and [str(f) for f in files if (target / f).read_bytes() != (reference / f).read_bytes()] == []
     assert (target / ".venv").is_dir() and (target / ".git").is_dir(), "the post-copy tasks ran"
+    twin = next((donor for donor in render_cache.donors() if same_environment(target, donor)), None)
+    if twin is not None:
+        share_bytecode(twin / ".venv", target / ".venv")
     tested = make(target, "test")
     assert " passed" in tested.stdout and " failed" not in tested.stdout
     assert json.loads(json.dumps(config_of(target)))["database"]["engine"] == "duckdb"

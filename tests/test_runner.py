@@ -1,12 +1,12 @@
 """The generated runner under real conditions the generated tests cannot afford (issue 4).
 
-Each rendered project's own `make test` checks the runner in-process (cache, retries, resume
-after an interrupt, retry-errors, threads, progress). Here, on one rendered project:
+The harness's unit tests check the runner in-process (cache, retries, resume after an interrupt,
+retry-errors, threads, progress: test_harness_run.py, test_executors.py). Here, on one rendered project:
 
 * a real `kill -9` of a running `bench run` after some rows were written, then a resume;
-* threads, processes and Dask (a LocalCluster, through `--scheduler`) record the same tables as
+* processes and Dask (a LocalCluster, through `--scheduler`) record the same tables as
   serial, ignoring timing and environment columns, with system parameters logged, read back
-  with xetrack's Reader on both engines;
+  with xetrack's Reader on both engines (the run itself does not depend on the engine);
 * `make retry-errors` re-runs only the error rows.
 
 The project's predict() is wrapped (as a user could) with knobs read from the environment: a
@@ -119,7 +119,9 @@ def tables(project: Path, versions: list[str]) -> dict[str, dict[str, list[dict]
 
 
 def test_sigkill_mid_run_then_resume_records_each_prediction_once(project: Path) -> None:
-    command = [".venv/bin/bench", "run", "--quiet", "--executor", "serial", "--experiment-version", "k1"]
+    # --no-cache: every row computed (slowly), even when another test of this project recorded them first
+    flags = ["--quiet", "--no-cache", "--executor", "serial", "--experiment-version", "k1"]
+    command = [".venv/bin/bench", "run", *flags]
     process = subprocess.Popen(
         command, cwd=project, env=project_env(RUNNER_SLEEP="0.02"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -143,7 +145,7 @@ def test_sigkill_mid_run_then_resume_records_each_prediction_once(project: Path)
     if query(project, "SELECT name FROM sqlite_master WHERE name = 'metrics'"):
         assert query(project, "SELECT COUNT(*) FROM metrics WHERE experiment_version = 'k1'") == [(0,)]
 
-    done = bench(project, "run", "--quiet", "--executor", "serial", "--experiment-version", "k1")
+    done = bench(project, "run", *flags)
     assert f"{killed} already recorded" in done.stdout, done.stdout
     counts = query(
         project,
@@ -159,49 +161,50 @@ def test_sigkill_mid_run_then_resume_records_each_prediction_once(project: Path)
     assert n_per_config == [(len(counts) // configs[0][0],)]
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "sqlite"])
-def test_every_executor_records_the_same_tables_as_serial(project: Path, engine: str) -> None:
-    set_engine(project, engine)
-    base = f"x-{engine}"
-    bench(project, "run", "--quiet", "--no-cache", "--executor", "serial", "--experiment-version", f"{base}-serial")
-    scheduler = None
-    if engine == "duckdb":  # Dask once (a cluster costs seconds): through --scheduler, as on a real cluster
-        scheduler = subprocess.Popen(
-            [
-                ".venv/bin/python",
-                "-c",
-                "from dask.distributed import LocalCluster; import time; "
-                "c = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol='tcp', "
-                "dashboard_address=None); "
-                "print(c.scheduler_address, flush=True); time.sleep(600)",
-            ],
-            cwd=project,
-            env=project_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+def test_every_executor_records_the_same_tables_as_serial(project: Path) -> None:
+    """The executors that run the project's code in other processes (processes, Dask), each once: what a
+    run records does not depend on the engine (the file is SQLite for both, the engine only reads it),
+    so both engines' Readers read the same runs back. Threads run the same code in-process:
+    test_harness_run.test_threads_record_the_same_table_as_serial_with_system_params."""
+    versions = [f"x-{name}" for name in ("serial", "processes", "dask")]
+    bench(project, "run", "--quiet", "--no-cache", "--executor", "serial", "--experiment-version", "x-serial")
+    scheduler = subprocess.Popen(  # a Dask cluster, reached through --scheduler as on a real one
+        [
+            ".venv/bin/python",
+            "-c",
+            "from dask.distributed import LocalCluster; import time; "
+            "c = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol='tcp', "
+            "dashboard_address=None); "
+            "print(c.scheduler_address, flush=True); time.sleep(600)",
+        ],
+        cwd=project,
+        env=project_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
-        runs = [("threads", []), ("processes", ["--workers", "2"])]
-        if scheduler is not None:
-            address = scheduler.stdout.readline().strip()
-            assert address.startswith("tcp://"), address
-            runs.append(("dask", ["--scheduler", address]))
-        for executor, extra in runs:
+        address = scheduler.stdout.readline().strip()
+        assert address.startswith("tcp://"), address
+        runs = {"processes": ["--workers", "2"], "dask": ["--scheduler", address]}
+        for executor, extra in runs.items():
             flags = ["--quiet", "--no-cache", "--executor", executor, *extra, "--experiment-version"]
-            bench(project, "run", *flags, f"{base}-{executor}")
+            bench(project, "run", *flags, f"x-{executor}")
     finally:
-        if scheduler is not None:
-            scheduler.kill()
-            scheduler.wait(timeout=30)
-    recorded = tables(project, [f"{base}-{name}" for name in ("serial", *(executor for executor, _ in runs))])
-    expected = recorded.pop(f"{base}-serial")
-    assert len(expected["predictions"]) > 100 and expected["metrics"]
+        scheduler.kill()
+        scheduler.wait(timeout=30)
     missing = " OR ".join(f"{column} IS NULL" for column in SYSTEM)
-    for version, found in recorded.items():
-        assert found == expected, version
+    for version in versions:
         sql = f"SELECT COUNT(*) FROM predictions WHERE experiment_version = ? AND ({missing})"
         assert query(project, sql, version) == [(0,)], f"{version}: system params missing"
+    for engine in ("duckdb", "sqlite"):
+        set_engine(project, engine)
+        recorded = tables(project, versions)
+        expected = recorded.pop("x-serial")
+        assert len(expected["predictions"]) > 100 and expected["metrics"], engine
+        for version, found in recorded.items():
+            assert found == expected, (engine, version)
+    set_engine(project, "duckdb")
 
 
 def test_make_retry_errors_reruns_only_the_error_rows(project: Path) -> None:
