@@ -47,7 +47,8 @@ def old_release(render_cache: RenderCache, releases: Path) -> tuple[Path, str]:
     module and test_long_life.py: READ it; a test copies it with conftest.copy_project."""
 
     def render_and_run(folder: Path) -> Path:
-        project = render_release(releases, folder / "project", "v0.2.0", {"project_name": PACKAGE}, tasks=True)
+        answers, donor = {"project_name": PACKAGE}, render_cache.get({}, tasks=True)
+        project = render_release(releases, folder / "project", "v0.2.0", answers, tasks=True, donor=donor)
         out = make(project, "experiment", "MESSAGE=first").stdout
         (folder / FIRST_EXPERIMENT).write_text(out)
         return project
