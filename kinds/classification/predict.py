@@ -16,11 +16,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from bench_harness import INVALID_VALUE, MISSING_FIELD, BenchmarkError
 
@@ -32,7 +27,14 @@ PREDICT_VERSION: str | None = None
 
 
 def make_model(params: Params) -> Any:
-    """The scikit-learn estimator a configuration stands for."""
+    """The scikit-learn estimator a configuration stands for (scikit-learn is imported here, when the first
+    model is built: a run whose every row is cached, or `make experiment` with nothing changed, never loads it)."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if params.model_name == "logistic_regression":
         classifier = LogisticRegression(C=1.0 / params.regularization, max_iter=5000, random_state=params.seed)
         return make_pipeline(StandardScaler(), classifier)

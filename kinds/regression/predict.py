@@ -17,11 +17,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.linear_model import Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from bench_harness import INVALID_VALUE, MISSING_FIELD, BenchmarkError
 
@@ -33,7 +28,14 @@ PREDICT_VERSION: str | None = None
 
 
 def make_model(params: Params) -> Any:
-    """The scikit-learn estimator a configuration stands for."""
+    """The scikit-learn estimator a configuration stands for (scikit-learn is imported here, when the first
+    model is built: a run whose every row is cached, or `make experiment` with nothing changed, never loads it)."""
+    from sklearn.dummy import DummyRegressor
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if params.model_name == "ridge":
         return make_pipeline(StandardScaler(), Ridge(alpha=params.alpha))
     if params.model_name == "random_forest":
