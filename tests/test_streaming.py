@@ -344,3 +344,38 @@ def test_the_id_range_read_finds_exactly_the_hits_of_one_probe_per_task(toy: Pat
         recorder = RunRecorder(store, "predictions", [{"config_id": "ca"}])
         assert recorder._hits_in_id_range([("ca", 7, "d7")], "v1") is None
         assert len(recorder._hits_by_probes([("ca", 7, "d7")], "v1")) == 1
+
+
+def test_a_column_first_written_without_a_value_takes_the_type_of_its_first_value(toy: Path, tmp_path: Path) -> None:
+    """A batch flushed before any row had a value (a spread only some configurations compute, written a
+    second before they ran) made the column TEXT, and every later number was stored as text: metrics
+    found none. While the column holds only NULLs, its first value gives it its type (both write paths)."""
+    from bench_harness._storage.store import RunRecorder, Store
+
+    db = tmp_path / "typed.db"
+    with Store(db) as store:
+        store.ensure_table("predictions")
+        recorder = RunRecorder(store, "predictions", [{"config_id": "ridge"}, {"config_id": "forest"}])
+        names = ("input_id", "prediction_std", "note")
+        recorder.write({names: [(0, 1, None, None), (0, 2, None, None)]})
+        recorder.write({names: [(1, 1, 0.5, "wide"), (1, 2, 1.5, None)]})
+        store.insert("metrics", [{"config_id": "ridge", "prediction_std": None, "n": None}])
+        store.insert("metrics", [{"config_id": "forest", "prediction_std": 1.0, "n": "2"}])
+        store.insert("history", [{"config_id": "ridge", "spread": "wide"}])
+        store.insert("history", [{"config_id": "forest", "spread": 2.0}])  # the column had text: it stays TEXT
+    con = sqlite3.connect(db)
+    declared = {(t, c): con.execute(f'SELECT type FROM pragma_table_info("{t}") WHERE name = ?', (c,)).fetchone()[0]
+                for t, c in [("predictions", "prediction_std"), ("predictions", "note"), ("metrics", "prediction_std"),
+                             ("metrics", "n"), ("history", "spread")]}  # fmt: skip
+    assert declared == {
+        ("predictions", "prediction_std"): "REAL",
+        ("predictions", "note"): "TEXT",
+        ("metrics", "prediction_std"): "REAL",
+        ("metrics", "n"): "TEXT",
+        ("history", "spread"): "TEXT",
+    }
+    stored = con.execute("SELECT config_id, input_id, typeof(prediction_std) FROM predictions ORDER BY rowid")
+    rows = [("ridge", 1, "null"), ("ridge", 2, "null"), ("forest", 1, "real"), ("forest", 2, "real")]
+    assert stored.fetchall() == rows
+    assert con.execute("SELECT typeof(prediction_std) FROM metrics ORDER BY rowid").fetchall() == [("null",), ("real",)]
+    con.close()

@@ -23,24 +23,19 @@ import pytest
 import yaml
 from conftest import copy_project as shared_copy
 from conftest import make, project_env, run, tool
+from test_kinds import ANSWERS as KIND_ANSWERS
+from test_render_matrix import ANSWER_SETS
 from toy import dump_database as dump
 
 STANDARD = ("versioning-standard", {})  # the default answers (shared render): duckdb, local DVC remote
 # Minimal versioning (git only): test_render_matrix's sqlite-processes-minimal-csv answers, one render for both.
-MINIMAL_ANSWERS = {
-    "multiprocessing": True,
-    "versioning": "minimal",
-    "data_format": "csv",
-    "predictions_table": "preds",
-    "metrics_table": "summary",
-    "package_name": "wine_bench",
-}
+MINIMAL_ANSWERS = ANSWER_SETS["sqlite-processes-minimal-csv"]
 MINIMAL = ("versioning-minimal", MINIMAL_ANSWERS)
 # The kill matrix's project: maximum versioning (every seam, the branch switch included) of the throughput
 # kind, whose predict imports the standard library only. The seams are the harness's, the same for
 # every kind; scikit-learn's import (about 1 s) in each of the matrix's 24 experiments tested nothing.
-# The same answers as test_kinds' throughput project: one render for both.
-MAXIMUM = ("versioning-maximum", {"kind": "throughput", "versioning": "maximum"})
+# test_kinds' throughput answers: one render for both.
+MAXIMUM = ("versioning-maximum", KIND_ANSWERS["throughput"])
 MESSAGE = re.compile(r"^model=\w+ \| acc=\d\.\d{4} \| data=[0-9a-f]{7} \| 3 configs$")
 
 

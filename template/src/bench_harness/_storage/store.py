@@ -264,6 +264,9 @@ class Store:
         # Key lists for cache look-ups live in memory, not in a temporary file.
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self._columns: dict[str, dict[str, str]] = {}
+        # Columns this connection added while every value it had seen was None (declared TEXT): their
+        # first value decides their type (see settle_types).
+        self._typeless: dict[str, set[str]] = {}
 
     # -- schema -------------------------------------------------------------------------------
     def tables(self) -> list[str]:
@@ -292,6 +295,38 @@ class Store:
         if new:  # the usual case is none: one pass over the keys, in C
             first = {key: next((row[key] for row in rows if row.get(key) is not None), None) for key in new}
             self.add_columns(table, first)
+        if waiting := self.typeless(table):
+            self.settle_types(table, {k: next((r[k] for r in rows if r.get(k) is not None), None) for k in waiting})
+
+    def typeless(self, table: str) -> set[str]:
+        """The columns of `table` this connection added as TEXT for want of a value (see settle_types)."""
+        return self._typeless.get(table, set())
+
+    def settle_types(self, table: str, examples: dict[str, Any]) -> None:
+        """Give a column added while its values were all None the type of its first value.
+
+        A batch whose rows all lack a value (a model's spread that only some configurations have,
+        flushed before the first of those configurations ran) made a TEXT column, and SQLite would
+        store every later number in it as text: metrics read no numbers, DuckDB reads VARCHAR. While
+        the column still holds only NULLs (nothing is lost) it is dropped and added again, typed.
+        """
+        waiting = self.typeless(table)
+        for name, example in examples.items():
+            if example is None or name not in waiting:
+                continue
+            waiting.discard(name)
+            wanted = sql_type(example)
+            if wanted == "TEXT" or self.columns(table).get(name, "").upper() != "TEXT":
+                continue
+            if self.conn.execute(f"SELECT 1 FROM {quote(table)} WHERE {quote(name)} IS NOT NULL LIMIT 1").fetchone():
+                continue
+            try:
+                with self.transaction():
+                    self.conn.execute(f"ALTER TABLE {quote(table)} DROP COLUMN {quote(name)}")
+                    self.conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {wanted}")
+            except sqlite3.OperationalError:  # an indexed column: it stays TEXT
+                pass
+            self.columns(table, refresh=True)
 
     def add_columns(self, table: str, examples: dict[str, Any]) -> None:
         """Add the columns of `examples` the table lacks, in that order, typed by the example value."""
@@ -303,6 +338,8 @@ class Store:
             for key, value in missing.items():
                 dtype = "TEXT" if value is None else sql_type(value)
                 self.conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(key)} {dtype}")
+                if value is None:
+                    self._typeless.setdefault(table, set()).add(key)
             self.columns(table, refresh=True)
             self._ensure_indexes(table)
 
@@ -649,13 +686,18 @@ class RunRecorder:
         """New columns in xetrack's order: its own first, then varying, shared and batch columns."""
         known = self.store.columns(self.table)
         names = dict.fromkeys((*chain.from_iterable(groups), *self.shared_names, *constants))
-        if names.keys() <= known.keys():  # the usual case
+        typeless = self.store.typeless(self.table)
+        if names.keys() <= known.keys() and not typeless:  # the usual case
             return
         examples: dict[str, Any] = {}
         for group, rows in groups.items():
             for position, name in enumerate(group, start=1):
-                if examples.get(name) is None:
+                if examples.get(name) is None and (name not in known or name in typeless):
                     examples[name] = next((row[position] for row in rows if row[position] is not None), None)
+        if typeless:
+            self.store.settle_types(self.table, {name: examples.get(name) for name in list(typeless)})
+            if names.keys() <= self.store.columns(self.table).keys():
+                return
         for name in self.shared_names:
             examples[name] = next((row[name] for row in self.shared if row[name] is not None), None)
         examples.update(constants)
