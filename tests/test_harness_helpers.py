@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import duckdb
@@ -141,3 +142,19 @@ def test_a_database_the_harness_creates_has_large_pages_and_an_existing_one_keep
     versionfiles.export_version(older, "e0.0.1", tmp_path / "results" / "e0.0.1.db")
     versionfiles.rebuild([tmp_path / "results" / "e0.0.1.db"], tmp_path / "rebuilt.db")
     assert page_size(tmp_path / "rebuilt.db") == PAGE_SIZE
+
+
+def test_a_batch_written_right_after_another_gets_the_latest_system_values_not_a_zero_length_sample(toy) -> None:
+    """A batch written less than one sampling interval after the previous one (the run's last rows) used
+    an immediate sample: over a few milliseconds psutil reads 0 % CPU, and a configuration whose rows all
+    fell in such a batch reported cpu_percent 0."""
+    from bench_harness._run.monitor import SystemMonitor
+
+    with SystemMonitor(interval=30) as monitor:  # no background sample within the test
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:  # busy: the process uses CPU
+            sum(range(20_000))
+        first = monitor.snapshot()  # since the priming sample: 0.3 s of CPU
+        second = monitor.snapshot()  # right after: the same values, not a sample over microseconds
+    assert first["cpu"] > 50 and first["memory_percent"] > 0
+    assert second == first

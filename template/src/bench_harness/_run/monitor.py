@@ -9,6 +9,7 @@ recorded batch gets the averages since the previous batch.
 from __future__ import annotations
 
 import threading
+import time
 
 import psutil
 
@@ -27,6 +28,8 @@ class SystemMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="system-monitor", daemon=True)
         self._cpu_seen: dict[int, psutil.Process] = {}
+        self._last: dict[str, float] | None = None
+        self._sampled_at = 0.0
 
     def __enter__(self) -> SystemMonitor:
         # psutil's first cpu_percent() of a process is always 0.0: prime it, so a run shorter
@@ -59,6 +62,7 @@ class SystemMonitor:
             except psutil.Error:
                 continue
         memory = psutil.virtual_memory()
+        self._sampled_at = time.monotonic()
         return {
             "cpu": round(cpu, 3),
             "memory_percent": round(memory.used * 100 / memory.total, 3),
@@ -68,18 +72,23 @@ class SystemMonitor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            values = self.sample()
-            with self._lock:
+            with self._lock:  # one sampler at a time: psutil measures CPU since the previous call
+                values = self.sample()
                 for key in KEYS:
                     self._sums[key] += values[key]
                 self._count += 1
 
     def snapshot(self) -> dict[str, float]:
-        """Averages since the last snapshot (an immediate sample when none was taken yet)."""
+        """Averages since the last snapshot. With no sample since then: an immediate one (CPU since the
+        previous sample) when the last was at least an interval ago (the sampling thread was starved),
+        else the latest values stand for this batch too (a batch written right after another, the
+        run's last rows): psutil counts CPU time in clock ticks, and a sample over a few milliseconds
+        reads 0 % (or 800 %)."""
         with self._lock:
-            if self._count == 0:
-                return self.sample()
-            averages = {key: round(self._sums[key] / self._count, 3) for key in KEYS}
-            self._sums = dict.fromkeys(KEYS, 0.0)
-            self._count = 0
-        return averages
+            if self._count:
+                self._last = {key: round(self._sums[key] / self._count, 3) for key in KEYS}
+                self._sums = dict.fromkeys(KEYS, 0.0)
+                self._count = 0
+            elif self._last is None or time.monotonic() - self._sampled_at >= self.interval:
+                self._last = self.sample()
+            return dict(self._last)
