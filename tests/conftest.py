@@ -65,12 +65,17 @@ os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The same at the start: a fresh clone (CI) has no bytecode for its paths, and without it every toy
-    test compiled the whole harness again (the fast tier took 95 s instead of 63 s)."""
-    pytest_sessionfinish(session)
+    """A fresh clone (CI) has no bytecode for its paths: without it every toy test compiled the whole
+    harness again (the fast tier took 95 s instead of 63 s)."""
+    compile_into_pycache()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """What the tests imported, for the next session."""
+    compile_into_pycache()
+
+
+def compile_into_pycache() -> None:
     """Compile into PYCACHE the template's harness and what this process imported from the .venv (not
     the tests' own files). The toy fixture imports the harness afresh for each test: from bytecode now."""
     compileall.compile_dir(TEMPLATE / "template" / "src", quiet=2)
@@ -226,7 +231,7 @@ def set_up(project: Path, donors: list[Path]) -> None:
     """
     uv = shutil.which("uv", path=project_env()["PATH"]) or "uv"
     subprocess.run([uv, "lock", "--quiet"], cwd=project, env=project_env(), capture_output=True, check=False)
-    twin = next((donor for donor in donors if same_environment(project, donor)), None)
+    twin = twin_of(project, donors)
     if twin is not None:
         subprocess.run(["cp", "-al", str(twin / ".venv"), str(project / ".venv")], check=True)
         _repoint(project, old=str(twin), new=str(project))
@@ -239,16 +244,19 @@ def set_up(project: Path, donors: list[Path]) -> None:
     done = subprocess.run(hook, cwd=project.absolute(), env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"hooks/post_copy.py exited {done.returncode} in {project}:\n{done.stdout}{done.stderr}")
-    if any(same_environment(project, donor) for donor in donors):
-        compile_sources(project)  # the donor's warm-up compiled what these packages import
+    if twin is not None:
+        compile_sources(project)  # the twin's warm-up compiled what these packages import
     else:
         warm_bytecode(project, [])
 
 
-def same_environment(project: Path, donor: Path) -> bool:
-    """Whether the donor's environment is this one's (the same uv.lock): the same packages, imported alike."""
-    lock, other = project / "uv.lock", donor / "uv.lock"
-    return lock.is_file() and other.is_file() and lock.read_bytes() == other.read_bytes()
+def twin_of(project: Path, donors: list[Path]) -> Path | None:
+    """A donor whose environment is this one's (the same uv.lock): the same packages, imported alike."""
+    lock = project / "uv.lock"
+    if not lock.is_file():
+        return None
+    text = lock.read_bytes()
+    return next((d for d in donors if (d / "uv.lock").is_file() and (d / "uv.lock").read_bytes() == text), None)
 
 
 def compile_sources(project: Path) -> None:

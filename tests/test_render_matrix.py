@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, RenderCache, make, project_env, run, same_environment, share_bytecode, tool
+from conftest import TEMPLATE, RenderCache, make, project_env, run, share_bytecode, tool, twin_of
 from xetrack import Reader
 
 ANSWER_SETS = {
@@ -146,7 +146,7 @@ def test_the_demo_command_works_from_the_cli(tmp_path: Path, rendered_static, re
     files = [p.relative_to(reference) for p in reference.rglob("*") if p.is_file() and p.name not in changed_by_tasks]
     assert files and [str(f) for f in files if (target / f).read_bytes() != (reference / f).read_bytes()] == []
     assert (target / ".venv").is_dir() and (target / ".git").is_dir(), "the post-copy tasks ran"
-    twin = next((donor for donor in render_cache.donors() if same_environment(target, donor)), None)
+    twin = twin_of(target, render_cache.donors())
     if twin is not None:
         share_bytecode(twin / ".venv", target / ".venv")
     tested = make(target, "test")

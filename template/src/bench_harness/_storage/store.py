@@ -292,11 +292,13 @@ class Store:
         """Add a column for every new key, typed by its first non-null value (like xetrack)."""
         known = self.columns(table)
         new = [k for k in (keys or dict.fromkeys(chain.from_iterable(rows))) if k not in known]
-        if new:  # the usual case is none: one pass over the keys, in C
-            first = {key: next((row[key] for row in rows if row.get(key) is not None), None) for key in new}
-            self.add_columns(table, first)
-        if waiting := self.typeless(table):
-            self.settle_types(table, {k: next((r[k] for r in rows if r.get(k) is not None), None) for k in waiting})
+        waiting = self.typeless(table)
+        if new or waiting:  # the usual case is neither: one pass over the keys, in C
+            first = {k: next((row[k] for row in rows if row.get(k) is not None), None) for k in (*new, *waiting)}
+            if waiting:
+                self.settle_types(table, {key: first[key] for key in waiting})
+            if new:
+                self.add_columns(table, {key: first[key] for key in new})
 
     def typeless(self, table: str) -> set[str]:
         """The columns of `table` this connection added as TEXT for want of a value (see settle_types)."""
