@@ -194,10 +194,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # What a generated project's commands import, imported once in each shared render (see PYCACHE): the
-# harness, the user's modules, DVC's commands, the generated tests (collected) with pytest's plugins.
+# harness, the user's modules and what they import (inside functions too), DVC's commands, the
+# generated tests (collected) with pytest's plugins.
 # A module left out is compiled on first use in each copy instead: slower, never wrong.
 WARM_UP = """
-import importlib, pkgutil
+import ast, importlib, pkgutil
 import pytest
 import bench_harness
 from bench_harness._core.user import user_module
@@ -212,9 +213,22 @@ for name in names:
         pass
 for name in ("params", "data", "predict", "scoring"):
     try:
-        user_module(name)
+        tree = ast.parse(open(user_module(name).__file__).read())
     except BaseException:
-        pass
+        continue
+    # and what they import inside functions (predict imports scikit-learn when it builds its first model)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            lazy = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            lazy = [node.module]
+        else:
+            continue
+        for lazy_name in lazy:
+            try:
+                importlib.import_module(lazy_name)
+            except BaseException:
+                pass
 pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"])
 """
 
