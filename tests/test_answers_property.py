@@ -94,7 +94,7 @@ def answer_sets(draw: st.DrawFn) -> dict[str, Any]:
 def refusal_or_project(destination: Path, answers: dict[str, Any]) -> str | Path:
     """The validator's message, or the rendered project."""
     try:
-        return render(destination, answers, tasks=False)
+        return render(destination, answers, tasks=False, from_snapshot=True)
     except ValueError as refused:
         return str(refused)
 
