@@ -421,6 +421,10 @@ def copy_project(project: Path, destination: Path) -> Path:
 
 
 def _repoint(project: Path, *, old: str, new: str) -> None:
+    lock = project / ".venv" / ".lock"  # uv flocks it while it syncs: one inode would serialize every copy
+    if lock.is_file():
+        lock.unlink()
+        lock.touch()
     candidates = [*project.glob(".venv/bin/*"), *project.glob(".venv/lib/python*/site-packages/*.pth")]
     candidates += [*project.glob(".venv/lib/python*/site-packages/*.dist-info/direct_url.json")]
     candidates += [*project.glob(".git/hooks/*")]

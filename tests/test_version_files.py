@@ -130,6 +130,59 @@ def test_a_renamed_column_is_kept_not_dropped(recorded: tuple[Path, Path], tmp_p
     con.close()
 
 
+def test_a_column_renamed_in_place_is_renamed_in_the_older_files_rows_when_rebuilt(
+    recorded: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`check-schema --rename` after version 1 was exported: rebuilt from both files, version 1's rows carry
+    the new name, as in the working database (`make reproduce` of a later tag, a fresh clone's rebuild);
+    rebuilt from version 1's file alone, the old name, as it was then. A second rename chains (a -> b -> c)."""
+    from bench_harness._checks.schema import apply_renames
+    from bench_harness._core.config import load_config
+    from bench_harness._core.env import version_key
+    from bench_harness._storage import versionfiles
+
+    db, first = recorded
+    folder = tmp_path / "results"
+    files = [versionfiles.version_file(folder, v) for v in (*VERSIONS, "e0.0.3")]
+    versionfiles.export_version(db, VERSIONS[0], files[0])
+    assert apply_renames(load_config(), [("params_offset", "params_shift")])
+    versionfiles.export_version(db, VERSIONS[1], files[1])
+    assert apply_renames(load_config(), [("params_shift", "params_delta")])
+    versionfiles.export_version(db, "e0.0.3", files[2])  # no rows of its own: the renames it knows
+    rebuilt = tmp_path / "rebuilt.db"
+    versionfiles.rebuild(files, rebuilt, order=version_key)
+    assert dump(rebuilt) == dump(db), "every row under the working database's names, the record of renames too"
+    with sqlite3.connect(rebuilt) as con:
+        assert con.execute("SELECT COUNT(params_delta) FROM predictions").fetchone()[0] > 0
+    con.close()
+    versionfiles.rebuild(files[:1], rebuilt, order=version_key)
+    assert dump(rebuilt) == dump(first), "version 1 alone: the database as it was, before any rename"
+
+
+def test_a_rename_that_merges_two_columns_merges_them_in_the_rebuild(toy: Path, tmp_path: Path) -> None:
+    """An older file that has both the old and the new column (a run wrote the new name before the rename):
+    the rebuild keeps the new column's value and fills its gaps from the old one, as the rename did."""
+    from bench_harness._storage import versionfiles
+
+    db = tmp_path / "benchmark.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE predictions (experiment_version TEXT, params_a INTEGER, params_b INTEGER)")
+        con.executemany("INSERT INTO predictions VALUES ('e0.0.1', ?, ?)", [(1, None), (2, 20), (None, None)])
+    con.close()
+    folder = tmp_path / "results"
+    versionfiles.export_version(db, "e0.0.1", versionfiles.version_file(folder, "e0.0.1"))
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE predictions SET params_b = params_a WHERE params_b IS NULL")
+        con.execute("ALTER TABLE predictions DROP COLUMN params_a")
+    con.close()
+    versionfiles.record_rename(db, "predictions", "params_a", "params_b")
+    versionfiles.export_version(db, "e0.0.2", versionfiles.version_file(folder, "e0.0.2"))
+    rebuilt = tmp_path / "rebuilt.db"
+    versionfiles.rebuild(sorted(folder.glob("*.db")), rebuilt)
+    assert dump(rebuilt) == dump(db)
+    assert dump(rebuilt)["predictions"] == [("e0.0.1", 1), ("e0.0.1", 20), ("e0.0.1", None)]
+
+
 def test_the_first_experiment_after_the_whole_database_layout_adopts_it(
     toy: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .._core.config import BenchConfig
+from .._storage import versionfiles
 from .._storage.store import column_names, quote
 
 PREFIX = "params_"
@@ -260,6 +261,9 @@ def apply_renames(cfg: BenchConfig, renames: Sequence[tuple[str, str]]) -> list[
         for table in (cfg.predictions_table, cfg.metrics_table):
             for old, new in renames:
                 outcome = rename_column(db_path, table, old, new, cfg.engine)
-                if outcome != "absent":
-                    done.append(f"{db_path.name}:{table}: {outcome} {old} -> {new} ({cfg.engine})")
+                if outcome == "absent":
+                    continue
+                if db_path == cfg.db_path:  # the versioned database: rebuilds from results/ rename alike
+                    versionfiles.record_rename(db_path, table, old, new)
+                done.append(f"{db_path.name}:{table}: {outcome} {old} -> {new} ({cfg.engine})")
     return done
