@@ -346,6 +346,12 @@ def test_the_id_range_read_finds_exactly_the_hits_of_one_probe_per_task(toy: Pat
         assert len(recorder._hits_by_probes([("ca", 7, "d7")], "v1")) == 1
 
 
+def declared_types(con: sqlite3.Connection, columns: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """{(table, column): its declared type}."""
+    sql = 'SELECT type FROM pragma_table_info("{}") WHERE name = ?'
+    return {(table, column): con.execute(sql.format(table), (column,)).fetchone()[0] for table, column in columns}
+
+
 def test_a_column_first_written_without_a_value_takes_the_type_of_its_first_value(toy: Path, tmp_path: Path) -> None:
     """A batch flushed before any row had a value (a spread only some configurations compute, written a
     second before they ran) made the column TEXT, and every later number was stored as text: metrics
@@ -364,9 +370,10 @@ def test_a_column_first_written_without_a_value_takes_the_type_of_its_first_valu
         store.insert("history", [{"config_id": "ridge", "spread": "wide"}])
         store.insert("history", [{"config_id": "forest", "spread": 2.0}])  # the column had text: it stays TEXT
     con = sqlite3.connect(db)
-    declared = {(t, c): con.execute(f'SELECT type FROM pragma_table_info("{t}") WHERE name = ?', (c,)).fetchone()[0]
-                for t, c in [("predictions", "prediction_std"), ("predictions", "note"), ("metrics", "prediction_std"),
-                             ("metrics", "n"), ("history", "spread")]}  # fmt: skip
+    declared = declared_types(
+        con, [("predictions", "prediction_std"), ("predictions", "note"), ("metrics", "prediction_std"),
+              ("metrics", "n"), ("history", "spread")]
+    )  # fmt: skip
     assert declared == {
         ("predictions", "prediction_std"): "REAL",
         ("predictions", "note"): "TEXT",
@@ -377,5 +384,39 @@ def test_a_column_first_written_without_a_value_takes_the_type_of_its_first_valu
     stored = con.execute("SELECT config_id, input_id, typeof(prediction_std) FROM predictions ORDER BY rowid")
     rows = [("ridge", 1, "null"), ("ridge", 2, "null"), ("forest", 1, "real"), ("forest", 2, "real")]
     assert stored.fetchall() == rows
+    assert con.execute("SELECT typeof(prediction_std) FROM metrics ORDER BY rowid").fetchall() == [("null",), ("real",)]
+    con.close()
+
+
+def test_a_column_a_killed_run_left_without_a_value_takes_the_type_of_the_resumed_runs_first_value(
+    toy: Path, tmp_path: Path
+) -> None:
+    """The run was killed after its first batch, which had no value for the column (TEXT, all NULL): the
+    resumed run, another process and connection, still gives the column its first value's type, in both
+    write paths. A column the killed run wrote text into stays TEXT."""
+    from bench_harness._storage.store import RunRecorder, Store
+
+    db = tmp_path / "typed.db"
+    configurations = [{"config_id": "ridge"}, {"config_id": "forest"}]
+    names = ("input_id", "prediction_std", "note")
+    with Store(db) as killed:
+        killed.ensure_table("predictions")
+        RunRecorder(killed, "predictions", configurations).write({names: [(0, 1, None, "wide"), (0, 2, None, None)]})
+        killed.insert("metrics", [{"config_id": "ridge", "prediction_std": None}])
+    with Store(db) as resumed:
+        RunRecorder(resumed, "predictions", configurations).write({names: [(1, 1, 0.5, 2.0), (1, 2, 1.5, None)]})
+        resumed.insert("metrics", [{"config_id": "forest", "prediction_std": 1.0}])
+        assert resumed.typeless("predictions") == set(), "every column settled: later batches take the fast path"
+    con = sqlite3.connect(db)
+    declared = declared_types(
+        con, [("predictions", "prediction_std"), ("predictions", "note"), ("metrics", "prediction_std")]
+    )
+    assert declared == {
+        ("predictions", "prediction_std"): "REAL",
+        ("predictions", "note"): "TEXT",
+        ("metrics", "prediction_std"): "REAL",
+    }
+    stored = con.execute("SELECT typeof(prediction_std) FROM predictions WHERE config_id = 'forest'").fetchall()
+    assert stored == [("real",), ("real",)]
     assert con.execute("SELECT typeof(prediction_std) FROM metrics ORDER BY rowid").fetchall() == [("null",), ("real",)]
     con.close()

@@ -31,6 +31,7 @@ from .._core.env import version_key
 from . import keys
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # xetrack's
+BASE_COLUMNS = ("track_id", "timestamp")  # every table's first columns, as xetrack's (TEXT)
 # Indexes by the columns they need: the cache looks computed, error-free rows up by their identity
 # (configuration, code version, input digest), all read from the index; resume, metrics and
 # retry-errors read one experiment version. Every index slows each insert, and an index led by a
@@ -264,8 +265,10 @@ class Store:
         # Key lists for cache look-ups live in memory, not in a temporary file.
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self._columns: dict[str, dict[str, str]] = {}
-        # Columns this connection added while every value it had seen was None (declared TEXT): their
-        # first value decides their type (see settle_types).
+        # Columns of each table that may still be waiting for a type: declared TEXT and, as far as this
+        # connection knows, holding only NULLs. Those it added while every value was None, and those it
+        # found TEXT (an earlier run, killed after its first batch, may have added them so). Their first
+        # value decides (see settle_types); a text value, or one found stored, takes them off the list.
         self._typeless: dict[str, set[str]] = {}
 
     # -- schema -------------------------------------------------------------------------------
@@ -284,7 +287,7 @@ class Store:
 
     def ensure_table(self, table: str) -> None:
         """Create the table with xetrack's two base columns (no primary key: batches share timestamps)."""
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} (track_id TEXT, timestamp TEXT)")
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({', '.join(f'{c} TEXT' for c in BASE_COLUMNS)})")
         self.columns(table, refresh=True)
         self._ensure_indexes(table)  # also on tables written before an index was added
 
@@ -301,8 +304,11 @@ class Store:
                 self.add_columns(table, {key: first[key] for key in new})
 
     def typeless(self, table: str) -> set[str]:
-        """The columns of `table` this connection added as TEXT for want of a value (see settle_types)."""
-        return self._typeless.get(table, set())
+        """The columns of `table` that may still be waiting for a type (see settle_types)."""
+        if table not in self._typeless:
+            declared = self.columns(table).items()
+            self._typeless[table] = {n for n, t in declared if t.upper() == "TEXT" and n not in BASE_COLUMNS}
+        return self._typeless[table]
 
     def settle_types(self, table: str, examples: dict[str, Any]) -> None:
         """Give a column added while its values were all None the type of its first value.
@@ -316,7 +322,7 @@ class Store:
         for name, example in examples.items():
             if example is None or name not in waiting:
                 continue
-            waiting.discard(name)
+            waiting.discard(name)  # settled either way: retyped, or its type stands
             wanted = sql_type(example)
             if wanted == "TEXT" or self.columns(table).get(name, "").upper() != "TEXT":
                 continue
@@ -341,7 +347,7 @@ class Store:
                 dtype = "TEXT" if value is None else sql_type(value)
                 self.conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(key)} {dtype}")
                 if value is None:
-                    self._typeless.setdefault(table, set()).add(key)
+                    self.typeless(table).add(key)
             self.columns(table, refresh=True)
             self._ensure_indexes(table)
 
@@ -696,13 +702,13 @@ class RunRecorder:
             for position, name in enumerate(group, start=1):
                 if examples.get(name) is None and (name not in known or name in typeless):
                     examples[name] = next((row[position] for row in rows if row[position] is not None), None)
+        for name in self.shared_names:
+            examples[name] = next((row[name] for row in self.shared if row[name] is not None), None)
+        examples.update(constants)
         if typeless:
             self.store.settle_types(self.table, {name: examples.get(name) for name in list(typeless)})
             if names.keys() <= self.store.columns(self.table).keys():
                 return
-        for name in self.shared_names:
-            examples[name] = next((row[name] for row in self.shared if row[name] is not None), None)
-        examples.update(constants)
         order = [n for n in STAGED_FIRST if n in names] + [n for n in names if n not in STAGED_FIRST]
         self.store.add_columns(self.table, {name: examples.get(name) for name in order})
 
