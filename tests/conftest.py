@@ -43,6 +43,13 @@ VENV_BIN = Path(sys.executable).parent
 # tests/bin/uv: `uv lock` and `uv sync` resolve from uv's cache first (online only when it lacks
 # something). First on the PATH of the projects' commands and of copier's tasks run in-process.
 UV_FROM_CACHE_BIN = Path(__file__).resolve().parent / "bin"
+# The generated projects' temporary files (their own pytest's tmp_path, uv's locks, copier's clones in
+# `make update`) go to a folder of their own, shared by every test process (uv locks an environment with
+# a file there). A project's pytest would otherwise prune the oldest numbered folders of
+# /tmp/pytest-of-<user>, which may be an earlier session's with all its renders: 20-30 s of deleting,
+# inside whichever test ran `make test` first. In this folder it prunes only its own small ones.
+PROJECT_TMP = Path(tempfile.gettempdir()) / "copier-benchmark-projects"
+PROJECT_TMP.mkdir(exist_ok=True)
 
 # Bytecode. Without .pyc files every Python process compiles what it imports from source: 2-6 s for
 # copier, scipy or sklearn, dvc, ... and a test session starts hundreds of them (each `make` in a
@@ -98,10 +105,11 @@ def compile_into_pycache() -> None:
 
 
 def project_env(**extra: str) -> dict[str, str]:
-    """The environment a generated project runs in: our uv on PATH (set at import), no prompts, DVC offline."""
+    """The environment a generated project runs in: our uv on PATH (set at import), no prompts, DVC offline,
+    its temporary files in PROJECT_TMP."""
     skip = ("VIRTUAL_ENV", "BENCH_", "PYTEST_", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
     env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    env.update(DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0", UV_NO_PROGRESS="1", **extra)
+    env.update(DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0", UV_NO_PROGRESS="1", TMPDIR=str(PROJECT_TMP), **extra)
     return env
 
 
