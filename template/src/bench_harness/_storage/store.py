@@ -363,10 +363,6 @@ class Store:
                 partial = f" WHERE {where}" if where else ""
                 self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table)} ({listed}){partial}")
 
-    def rename_column(self, table: str, old: str, new: str) -> None:
-        self.conn.execute(f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(old)} TO {quote(new)}")
-        self.columns(table, refresh=True)
-
     # -- writing ------------------------------------------------------------------------------
     def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Insert rows in one transaction; keys missing from a row are NULL."""

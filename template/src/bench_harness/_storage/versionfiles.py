@@ -71,10 +71,15 @@ def record_rename(db: Path, table: str, old: str, new: str) -> None:
     """Add a column renamed in place in the working database `db` to its record of renames."""
     con = sqlite3.connect(db, isolation_level=None)
     try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {RENAMES_TABLE} (tbl TEXT, old TEXT, new TEXT)")
-        con.execute(f"INSERT INTO {RENAMES_TABLE} VALUES (?, ?, ?)", (table, old, new))
+        _add_renames(con, [(table, old, new)])
     finally:
         con.close()
+
+
+def _add_renames(con: sqlite3.Connection, renames: Sequence[Rename]) -> None:
+    """Append `renames` to the database's record of renames (made on the first)."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {RENAMES_TABLE} (tbl TEXT, old TEXT, new TEXT)")
+    con.executemany(f"INSERT INTO {RENAMES_TABLE} VALUES (?, ?, ?)", renames)
 
 
 def export_version(db: Path, version: str, target: Path) -> dict[str, int]:
@@ -161,8 +166,7 @@ def rebuild(
         for sql in definitions.values():
             con.execute(sql)
         if history:
-            con.execute(f"CREATE TABLE {RENAMES_TABLE} (tbl TEXT, old TEXT, new TEXT)")
-            con.executemany(f"INSERT INTO {RENAMES_TABLE} VALUES (?, ?, ?)", history)
+            _add_renames(con, history)
         con.execute("COMMIT")
         for path in ordered:
             _attach_read_only(con, path, "src")
