@@ -80,6 +80,19 @@ def test_the_tag_message_names_the_best_configuration_its_score_and_the_data() -
     assert message == "model=b | latency_p50=0.1000 | data=abc1234 | 2 configs | dirty", "lower latency is better"
 
 
+def test_the_tag_message_heads_with_the_kinds_quality_measure_not_the_first_chosen_metric(config) -> None:
+    """A regression benchmark's chosen metrics start with latency: its tags name the configuration with
+    the lowest mae (the kind's quality measure), not the fastest one."""
+    cfg = dataclasses.replace(config, quality="mae", metrics=("latency_p50", "mae", "r2"))
+    rows = [
+        {"params_model_name": "ridge", "latency_p50": 0.3, "mae": 45.2, "r2": 0.36},
+        {"params_model_name": "mean_baseline", "latency_p50": 0.01, "mae": 58.3, "r2": 0.0},
+    ]
+    message = H.versioning.tag_message(rows, H.versioning.headline_metrics(cfg), "abc1234")
+    assert message == "model=ridge | mae=45.2000 | data=abc1234 | 2 configs"
+    assert H.versioning.headline_metrics(dataclasses.replace(cfg, quality="accuracy")) == ["accuracy", *cfg.metrics]
+
+
 def test_the_guard_keeps_databases_and_large_files_out_of_git(config, tmp_path: Path) -> None:
     cfg = dataclasses.replace(config, root=tmp_path, data_path=tmp_path / "data" / "items.jsonl")
     (tmp_path / "big.txt").write_bytes(b"x" * (H.versioning.MAX_GIT_FILE_BYTES + 1))

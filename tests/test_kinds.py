@@ -144,6 +144,8 @@ def test_generated_tests_and_experiment_pass_offline_with_sensible_metrics(rende
     metrics, predictions = latest(project, "metrics_table"), latest(project, "predictions_table")
     assert len(metrics) >= 2 and all(r["n_failed"] == 0 for r in metrics)
     CHECKS[kind](metrics, predictions)
+    if kind == "regression":  # the tag heads with the kind's quality measure (mae), not the first chosen metric
+        assert "| mae=" in done.stdout.split("tagged ")[1].splitlines()[0], done.stdout[-2000:]
     kind_files = [str(p.relative_to(project)) for p in (project / "src" / "my_benchmark").glob("*.py")]
     kind_files += [str(p.relative_to(project)) for p in (project / "tests").glob("test_*_kind.py")]
     lint = run(project, tool(project, "ruff"), "check", *kind_files, check=False)

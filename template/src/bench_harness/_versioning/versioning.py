@@ -310,6 +310,12 @@ def best_row(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> tuple[di
     return rows[0], None
 
 
+def headline_metrics(cfg: BenchConfig) -> list[str]:
+    """The metrics a tag message tries in turn: the kind's quality measure (the report's headline: accuracy,
+    mae for regression) first, then the chosen metrics in their order (which start with latency)."""
+    return list(dict.fromkeys((cfg.quality, *cfg.metrics)))
+
+
 def fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -1014,7 +1020,7 @@ def _run_locked(
             if journal.dirty:  # git_dirty comes from git alone; data changed under DVC is dirty too
                 mark_dirty(cfg, version)
             data = env.data_commit(cfg.root, cfg.data_path)
-            journal.message = options.message or tag_message(rows, cfg.metrics, data, journal.dirty)
+            journal.message = options.message or tag_message(rows, headline_metrics(cfg), data, journal.dirty)
             journal.save(cfg, "ran")
         if not tag_exists(cfg, version):  # else: recorded before a crash (maybe back on the user's branch)
             print("\n".join(record(cfg, version, journal.message)))
