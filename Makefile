@@ -24,10 +24,10 @@ demo: install ## render the template with defaults into ./demo and run its exper
 	$(VENV)/bin/copier copy --trust --defaults --vcs-ref HEAD -d dvc_remote=$(DEMO)-dvc-storage $(CURDIR) $(DEMO)
 	$(MAKE) -C $(DEMO) experiment
 
-test: install ## the whole test suite (renders answer sets and runs what they generate): CI, 520 tests, about 4-4.5 min on 2 idle cores (-n 2)
+test: install ## the whole test suite (renders answer sets and runs what they generate): CI, 521 tests, about 4-4.5 min on 2 idle cores (-n 2)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install ## for development: in-process harness tests and static render checks (-m "not slow"), 428 tests, about 55 s on 2 idle cores
+test-fast: install ## for development: in-process harness tests and static render checks (-m "not slow"), 429 tests, about 55 s on 2 idle cores
 	PROPERTY_BUDGET=dev $(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 lint: install ## ruff on the template repository and the rendered harness
